@@ -1,0 +1,3 @@
+"""voice_pipeline: a real-time streaming voice assistant pipeline."""
+
+__version__ = "0.1.0"

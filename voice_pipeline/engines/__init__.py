@@ -1,0 +1,1 @@
+"""Model engines (STT, LLM, TTS) behind the protocols in `base`."""

@@ -1,0 +1,62 @@
+"""The small protocols every STT, LLM and TTS engine implements.
+
+A fake, a local model, a remote server and a fallback wrapper are interchangeable behind these.
+Every method is async; engines that wrap blocking model code run both the call and the iteration
+of its generator in a worker thread (see `voice_pipeline.threads`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    final: bool
+    audio_ms: float  # length of the audio this transcript covers
+
+
+@runtime_checkable
+class SpeechToText(Protocol):
+    name: str
+
+    async def transcribe(self, audio_16k: np.ndarray, *, final: bool) -> Transcript:
+        """Transcribe mono float32 audio at 16 kHz (the whole utterance so far)."""
+        ...
+
+    async def warm_up(self) -> None: ...
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    name: str
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]:
+        """Yield the reply one token's text at a time. Closing the iterator cancels generation."""
+        ...
+
+    async def warm_up(self, system_prompt: str) -> None: ...
+
+
+@runtime_checkable
+class TextToSpeech(Protocol):
+    name: str
+    sample_rate_hz: int
+
+    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        """Yield mono float32 audio at `sample_rate_hz` for one speakable piece of text."""
+        ...
+
+    async def warm_up(self) -> None: ...

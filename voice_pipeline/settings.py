@@ -1,0 +1,136 @@
+"""One settings object: defaults, then a TOML file, then VP_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+ENV_PREFIX = "VP_"
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_sessions: int = 8
+    max_text_frame_bytes: int = 64 * 1024
+    audio_in_queue_frames: int = 200  # ~4 s of 20 ms frames; oldest dropped beyond
+    audio_out_queue_chunks: int = 64
+    log_level: str = "INFO"
+    log_transcripts: bool = False  # privacy: what users said/heard is never logged unless set
+
+
+@dataclass
+class VadSettings:
+    threshold: float = 0.5
+    min_speech_ms: int = 64  # speech shorter than this is not a turn (clicks, breaths)
+    endpoint_silence_ms: int = 300  # silence after speech that ends the user's turn
+    barge_in_min_speech_ms: int = 96  # speech over the assistant needed to interrupt it
+    prefix_padding_ms: int = 300  # audio kept before the detected start of speech
+
+
+@dataclass
+class SttSettings:
+    model: str = "tiny.en"  # "tiny.en" (embedded) or a path to a CTranslate2 whisper model dir
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: str = "auto"  # auto -> int8 on CPU, float16 on CUDA
+    cpu_threads: int = 0  # 0 -> all cores
+    beam_size: int = 1
+    partials: bool = True
+    partial_interval_ms: int = 700
+    early_final: bool = True  # start the final pass at the start of silence, not at the endpoint
+
+
+@dataclass
+class LlmSettings:
+    model_path: str = ""  # empty -> the embedded SmolLM2-135M-Instruct GGUF
+    lora_path: str = ""
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0 -> all cores
+    n_gpu_layers: int = -1  # used only when llama.cpp was built with GPU support
+    max_tokens: int = 96
+    temperature: float = 0.3
+    history_turns: int = 8
+    system_prompt_file: str = ""  # empty -> models/prompts/system.txt
+
+
+@dataclass
+class TtsSettings:
+    voice: str = "en_US-joe-medium"
+    length_scale: float = 1.0
+    output_sample_rate: int = 22_050
+    first_piece_min_words: int = 3
+    piece_min_words: int = 8
+    pacing_lead_ms: int = 200
+    frame_ms: int = 40
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    stt: SttSettings = field(default_factory=SttSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> "Settings":
+        settings = cls()
+        if path:
+            with open(path, "rb") as handle:
+                apply_mapping(settings, tomllib.load(handle), source=str(path))
+        apply_env(settings, os.environ if environ is None else environ)
+        return settings
+
+
+def apply_mapping(settings: Settings, data: typing.Mapping, source: str) -> None:
+    for section_name, values in data.items():
+        section = _section(settings, section_name, source)
+        if not isinstance(values, typing.Mapping):
+            raise ConfigError(f"{source}: [{section_name}] must be a table")
+        for key, value in values.items():
+            _set(section, key, value, f"{source}: {section_name}.{key}")
+
+
+def apply_env(settings: Settings, environ: typing.Mapping[str, str]) -> None:
+    """VP_<SECTION>_<FIELD>=value, e.g. VP_VAD_ENDPOINT_SILENCE_MS=250."""
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section_name, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        section = _section(settings, section_name, name)
+        _set(section, key, raw, name)
+
+
+def _section(settings: Settings, name: str, source: str):
+    if name not in {f.name for f in dataclasses.fields(settings)}:
+        raise ConfigError(f"{source}: unknown settings section {name!r}")
+    return getattr(settings, name)
+
+
+def _set(section, key: str, value, source: str) -> None:
+    types = typing.get_type_hints(type(section))
+    if key not in types:
+        raise ConfigError(f"{source}: unknown setting {key!r}")
+    setattr(section, key, coerce(value, types[key], source))
+
+
+def coerce(value, target: type, source: str):
+    try:
+        if target is bool:
+            if isinstance(value, str):
+                if value.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if value.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        return target(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: cannot read {value!r} as {target.__name__}") from exc
