@@ -1,0 +1,1 @@
+"""Telephony bridge: mu-law, media-stream codecs (Twilio, Telnyx), SIP signalling and RTP."""
