@@ -10,6 +10,7 @@ from typing import Callable
 # Modules that expose `register(subparsers, evals)`; each adds its own sub-commands.
 COMMAND_MODULES = [
     "voice_pipeline.commands",
+    "voice_pipeline.routing.commands",
 ]
 
 EvalRunner = Callable[[argparse.Namespace], int]
