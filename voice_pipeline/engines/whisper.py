@@ -1,0 +1,69 @@
+"""faster-whisper STT: GPU when CTranslate2 sees one, int8 on the CPU otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import EngineError
+from ..settings import SttSettings
+from .base import Transcript
+from .registry import whisper_model_dir
+
+
+def cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:  # a broken CUDA install must not stop the CPU path
+        return False
+
+
+class WhisperStt:
+    name = "faster-whisper"
+
+    def __init__(self, settings: SttSettings, workers: int = 1) -> None:
+        from faster_whisper import WhisperModel
+
+        device = settings.device if settings.device != "auto" else ("cuda" if cuda_available() else "cpu")
+        compute_type = settings.compute_type
+        if compute_type == "auto":
+            compute_type = "float16" if device == "cuda" else "int8"
+        self.device, self.compute_type = device, compute_type
+        self.name = f"faster-whisper:{settings.model}:{device}:{compute_type}"
+        self._beam_size = settings.beam_size
+        self._model = WhisperModel(
+            whisper_model_dir(settings.model),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=settings.cpu_threads or (os.cpu_count() or 1),
+            num_workers=workers,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt")
+
+    def _transcribe_blocking(self, audio_16k: np.ndarray, final: bool) -> Transcript:
+        # The call and the iteration of its lazy segment generator both run here, in the worker.
+        segments, _info = self._model.transcribe(
+            audio_16k,
+            language="en",
+            beam_size=self._beam_size,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return Transcript(text=text, final=final, audio_ms=1000.0 * len(audio_16k) / 16_000)
+
+    async def transcribe(self, audio_16k: np.ndarray, *, final: bool) -> Transcript:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._transcribe_blocking, audio_16k, final)
+        except Exception as exc:
+            raise EngineError("stt", f"{type(exc).__name__}: {exc}") from exc
+
+    async def warm_up(self) -> None:
+        await self.transcribe(np.zeros(16_000, dtype=np.float32), final=True)

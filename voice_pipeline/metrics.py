@@ -1,0 +1,93 @@
+"""Per-turn latency marks, their derived figures, and the Prometheus exports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# The critical path of a voice turn, in order. Each stage's share of voice-to-voice is the time
+# from the latest earlier mark to its own mark (zero if it finished before the earlier ones).
+MARKS = (
+    "speech_end",
+    "endpoint",
+    "stt_final",
+    "llm_first_token",
+    "first_piece",
+    "tts_first_audio",
+    "first_audio_sent",
+)
+STAGES = {
+    "endpoint": "endpointing",
+    "stt_final": "stt",
+    "llm_first_token": "llm_first_token",
+    "first_piece": "first_piece",
+    "tts_first_audio": "tts",
+    "first_audio_sent": "send",
+}
+EXTRA_MARKS = ("llm_token_20",)  # reported, but not on the critical path
+
+
+@dataclass
+class TurnTimeline:
+    """Monotonic timestamps (seconds) of one turn's milestones; the first write of a mark wins."""
+
+    origin: str = "speech_end"  # "speech_end" for voice turns, "input_end" for text turns
+    marks: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str, t: float) -> None:
+        self.marks.setdefault(name, t)
+
+    def summary(self) -> dict:
+        origin_t = self.marks.get(self.origin)
+        if origin_t is None:
+            return {"marks_ms": {}, "stages_ms": {}, "voice_to_voice_ms": None}
+        marks_ms = {
+            name: round(1000.0 * (t - origin_t), 1)
+            for name, t in sorted(self.marks.items(), key=lambda item: item[1])
+        }
+        stages_ms: dict[str, float] = {}
+        latest = origin_t
+        for mark, stage in STAGES.items():
+            t = self.marks.get(mark)
+            if t is None:
+                continue
+            stages_ms[stage] = round(1000.0 * max(0.0, t - latest), 1)
+            latest = max(latest, t)
+        sent = self.marks.get("first_audio_sent")
+        v2v = round(1000.0 * (sent - origin_t), 1) if sent is not None else None
+        return {"marks_ms": marks_ms, "stages_ms": stages_ms, "voice_to_voice_ms": v2v, **self.counters}
+
+
+class PipelineMetrics:
+    """Prometheus collectors for one server process (own registry, so tests can make many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        buckets = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+        self.stage_seconds = Histogram(
+            "vp_stage_seconds", "Each stage's share of voice-to-voice latency", ["stage"],
+            buckets=buckets, registry=self.registry,
+        )
+        self.voice_to_voice_seconds = Histogram(
+            "vp_voice_to_voice_seconds", "End of user speech to first reply audio sent", ["input"],
+            buckets=buckets, registry=self.registry,
+        )
+        self.turns = Counter("vp_turns_total", "Turns by outcome", ["status"], registry=self.registry)
+        self.interruptions = Counter("vp_interruptions_total", "Barge-ins", registry=self.registry)
+        self.errors = Counter("vp_errors_total", "Errors sent to clients", ["code"], registry=self.registry)
+        self.audio_in_dropped = Counter(
+            "vp_audio_in_dropped_frames_total", "Input audio frames dropped (queue full)", registry=self.registry
+        )
+        self.sessions = Gauge("vp_sessions", "Open sessions", registry=self.registry)
+        self.fallbacks = Counter(
+            "vp_fallbacks_total", "Fallbacks and budget misses", ["stage", "reason"], registry=self.registry
+        )
+
+    def observe_turn(self, summary: dict, input_kind: str, status: str) -> None:
+        self.turns.labels(status).inc()
+        for stage, ms in summary.get("stages_ms", {}).items():
+            self.stage_seconds.labels(stage).observe(ms / 1000.0)
+        if summary.get("voice_to_voice_ms") is not None:
+            self.voice_to_voice_seconds.labels(input_kind).observe(summary["voice_to_voice_ms"] / 1000.0)

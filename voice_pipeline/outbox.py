@@ -1,0 +1,192 @@
+"""A session's single writer: control events first, reply audio paced at real time plus a lead.
+
+Everything the session sends goes through one task, so ordering is simple to reason about:
+- control events are sent as soon as the writer is free, ahead of any waiting audio;
+- audio is cut into frames and sent while the client holds less than `lead_ms` of unplayed
+  audio (estimated from what was sent and the wall clock), so a flush takes effect at once;
+- `flush()` drops all queued audio synchronously; anything emitted after it (such as
+  `output_audio_buffer.cleared`) is therefore never followed by audio of the flushed reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .events import AudioChunk, EventKind, ServerEvent, now
+
+
+class Sink(Protocol):
+    """A transport's encoder: turns events and audio into bytes on its connection."""
+
+    async def send_event(self, event: ServerEvent) -> None: ...
+
+    async def send_audio(self, chunk: AudioChunk) -> None: ...
+
+
+@dataclass
+class _ReplyAudio:
+    response_id: str
+    sample_rate_hz: int
+    frames: collections.deque = field(default_factory=collections.deque)
+    ended: bool = False  # no more audio will be added
+    sent_ms: float = 0.0
+    play_end_t: float = 0.0
+    started: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Outbox:
+    def __init__(
+        self,
+        session_id: str,
+        frame_ms: int = 40,
+        lead_ms: int = 200,
+        max_buffered_ms: float = 60_000.0,
+        on_first_audio: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.frame_ms, self.lead_s = frame_ms, lead_ms / 1000.0
+        self.max_buffered_ms = max_buffered_ms
+        self._on_first_audio = on_first_audio
+        self._control: collections.deque[ServerEvent] = collections.deque()
+        self._replies: collections.deque[_ReplyAudio] = collections.deque()
+        self._by_id: dict[str, _ReplyAudio] = {}
+        self._finished: dict[str, _ReplyAudio] = {}  # the last few, for played_ms after the end
+        self._play_cursor_t = 0.0  # when the client will have played everything sent so far
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._closed = False
+
+    # -- producers ----------------------------------------------------------------------------
+
+    def emit(self, event: ServerEvent) -> None:
+        """Queue a control event. Never dropped; the protocol's event rate keeps this small."""
+        self._control.append(event)
+        self._wake.set()
+
+    def open_reply(self, response_id: str, sample_rate_hz: int) -> None:
+        reply = _ReplyAudio(response_id, sample_rate_hz)
+        self._replies.append(reply)
+        self._by_id[response_id] = reply
+
+    async def add_audio(self, response_id: str, samples: np.ndarray) -> None:
+        """Queue reply audio; waits while more than `max_buffered_ms` is queued (backpressure)."""
+        reply = self._by_id.get(response_id)
+        if reply is None or reply.ended:
+            return
+        step = max(1, reply.sample_rate_hz * self.frame_ms // 1000)
+        for start in range(0, len(samples), step):
+            reply.frames.append(samples[start : start + step])
+        self._wake.set()
+        while self._buffered_ms() > self.max_buffered_ms and response_id in self._by_id:
+            self._space.clear()
+            await self._space.wait()
+
+    def end_reply(self, response_id: str) -> None:
+        reply = self._by_id.get(response_id)
+        if reply is not None:
+            reply.ended = True
+            self._wake.set()
+
+    async def wait_sent(self, response_id: str) -> None:
+        reply = self._by_id.get(response_id)
+        if reply is not None:
+            await reply.done.wait()
+
+    def flush(self, response_id: str | None = None) -> None:
+        """Drop queued audio of one reply (or of all): synchronous, nothing of it is sent after."""
+        for reply in list(self._replies):
+            if response_id is None or reply.response_id == response_id:
+                reply.frames.clear()
+                reply.ended = True
+                self._finish(reply)
+        self._play_cursor_t = min(self._play_cursor_t, now())
+        self._space.set()
+
+    def played_ms(self, response_id: str, at: float | None = None) -> float:
+        """How much of a reply the client has played by `at`, from what was sent and when."""
+        reply = self._by_id.get(response_id) or self._finished.get(response_id)
+        if reply is None or not reply.started:
+            return 0.0
+        t = now() if at is None else at
+        unplayed_ms = max(0.0, reply.play_end_t - t) * 1000.0
+        return max(0.0, reply.sent_ms - unplayed_ms)
+
+    def sent_ms(self, response_id: str) -> float:
+        reply = self._by_id.get(response_id) or self._finished.get(response_id)
+        return reply.sent_ms if reply else 0.0
+
+    def close(self) -> None:
+        self._closed = True
+        self.flush()
+        self._wake.set()
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    async def run(self, sink: Sink) -> None:
+        while not self._closed or self._control:
+            if self._control:
+                await sink.send_event(self._control.popleft())
+                continue
+            delay = self._next_audio_delay()
+            if delay == 0.0:
+                await self._send_frame(sink)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    def _next_audio_delay(self) -> float | None:
+        """0 if a frame should go now, seconds to wait if one is waiting on pacing, else None."""
+        self._drop_finished_heads()
+        if not self._replies or not self._replies[0].frames:
+            return None
+        ahead_s = self._play_cursor_t - now()
+        return 0.0 if ahead_s < self.lead_s else ahead_s - self.lead_s
+
+    async def _send_frame(self, sink: Sink) -> None:
+        reply = self._replies[0]
+        frame = reply.frames.popleft()
+        t = now()
+        if not reply.started:
+            reply.started = True
+            self._play_cursor_t = max(self._play_cursor_t, t)
+            if self._on_first_audio:
+                self._on_first_audio(reply.response_id, t)
+            await sink.send_event(
+                ServerEvent(
+                    EventKind.OUTPUT_AUDIO_STARTED, self.session_id, response_id=reply.response_id,
+                    data={"sample_rate": reply.sample_rate_hz},
+                )
+            )
+        duration_s = len(frame) / reply.sample_rate_hz
+        self._play_cursor_t = max(self._play_cursor_t, t) + duration_s
+        reply.sent_ms += duration_s * 1000.0
+        reply.play_end_t = self._play_cursor_t
+        self._space.set()
+        await sink.send_audio(AudioChunk(reply.response_id, frame, reply.sample_rate_hz))
+
+    def _drop_finished_heads(self) -> None:
+        while self._replies and self._replies[0].ended and not self._replies[0].frames:
+            self._finish(self._replies[0])
+
+    def _finish(self, reply: _ReplyAudio) -> None:
+        if reply in self._replies:
+            self._replies.remove(reply)
+        self._by_id.pop(reply.response_id, None)
+        self._finished[reply.response_id] = reply
+        while len(self._finished) > 16:
+            self._finished.pop(next(iter(self._finished)))
+        reply.done.set()
+
+    def _buffered_ms(self) -> float:
+        return sum(
+            1000.0 * sum(len(f) for f in reply.frames) / reply.sample_rate_hz for reply in self._replies
+        )

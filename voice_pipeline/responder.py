@@ -1,0 +1,153 @@
+"""One reply: transcript -> LLM token stream -> speakable pieces -> TTS -> the outbox.
+
+The LLM and the TTS run as two tasks of one TaskGroup, joined by a bounded queue of pieces, so
+the first piece is being synthesized while the LLM is still writing the rest. Cancelling the
+task that runs `Reply.run` cancels both and closes the model streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .audio import StreamingResampler
+from .chunker import SpeakableChunker, clean_for_speech
+from .engines.base import ChatMessage, LanguageModel, TextToSpeech
+from .events import EventKind, ServerEvent, now
+from .metrics import TurnTimeline
+from .outbox import Outbox
+
+_PIECE_QUEUE = 8
+
+
+@dataclass
+class SpokenPiece:
+    text: str
+    audio_ms: float = 0.0
+
+
+@dataclass
+class ReplyRecord:
+    response_id: str
+    text: str = ""
+    tokens: int = 0
+    pieces: list[SpokenPiece] = field(default_factory=list)
+
+    def played_text(self, played_ms: float) -> str:
+        """The words the user heard, given how many ms of the reply's audio were played."""
+        words: list[str] = []
+        start_ms = 0.0
+        for piece in self.pieces:
+            end_ms = start_ms + piece.audio_ms
+            piece_words = piece.text.split()
+            if played_ms >= end_ms:
+                words.extend(piece_words)
+            elif played_ms > start_ms and piece.audio_ms > 0:
+                share = (played_ms - start_ms) / piece.audio_ms
+                words.extend(piece_words[: int(len(piece_words) * share)])
+                break
+            else:
+                break
+            start_ms = end_ms
+        return " ".join(words)
+
+
+@dataclass
+class ReplyPlan:
+    messages: Sequence[ChatMessage]
+    max_tokens: int
+    first_piece_min_words: int = 3
+    piece_min_words: int = 8
+
+
+class Reply:
+    def __init__(
+        self,
+        session_id: str,
+        turn_id: str,
+        record: ReplyRecord,
+        timeline: TurnTimeline,
+        llm: LanguageModel,
+        tts: TextToSpeech | None,
+        outbox: Outbox,
+        output_rate_hz: int,
+        emit: Callable[[ServerEvent], None],
+    ) -> None:
+        self.session_id, self.turn_id = session_id, turn_id
+        self.record, self.timeline = record, timeline
+        self.llm, self.tts, self.outbox = llm, tts, outbox
+        self.output_rate_hz = output_rate_hz
+        self._emit = emit
+
+    def _event(self, kind: EventKind, **data) -> None:
+        self._emit(ServerEvent(kind, self.session_id, turn_id=self.turn_id, response_id=self.record.response_id, data=data))
+
+    async def run(self, plan: ReplyPlan) -> None:
+        pieces: asyncio.Queue[str | None] = asyncio.Queue(_PIECE_QUEUE)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write(plan, pieces))
+                group.create_task(self._speak(pieces))
+        except ExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None  # the first failure decides the reply's fate
+        self._event(EventKind.RESPONSE_TEXT_DONE, text=self.record.text)
+
+    async def speak_text(self, text: str) -> None:
+        """Speak a fixed text (templates, fallbacks) through the same TTS path."""
+        pieces: asyncio.Queue[str | None] = asyncio.Queue(_PIECE_QUEUE)
+        self.timeline.mark("llm_first_token", now())
+        self.record.text = text
+        self._event(EventKind.RESPONSE_TEXT_DELTA, delta=text)
+        chunker = SpeakableChunker()
+        for piece in [*chunker.push(text + " "), *chunker.flush()]:
+            self.timeline.mark("first_piece", now())
+            await pieces.put(piece)
+        await pieces.put(None)
+        await self._speak(pieces)
+        self._event(EventKind.RESPONSE_TEXT_DONE, text=text)
+
+    async def _write(self, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
+        chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words)
+        stream = self.llm.stream(plan.messages, max_tokens=plan.max_tokens)
+        try:
+            async for delta in stream:
+                self.record.tokens += 1
+                t = now()
+                if self.record.tokens == 1:
+                    self.timeline.mark("llm_first_token", t)
+                elif self.record.tokens == 20:
+                    self.timeline.mark("llm_token_20", t)
+                self.record.text += delta
+                self._event(EventKind.RESPONSE_TEXT_DELTA, delta=delta)
+                for piece in chunker.push(delta):
+                    self.timeline.mark("first_piece", now())
+                    await pieces.put(piece)
+        finally:
+            await stream.aclose()
+        for piece in chunker.flush():
+            self.timeline.mark("first_piece", now())
+            await pieces.put(piece)
+        self.record.text = self.record.text.strip()
+        await pieces.put(None)
+
+    async def _speak(self, pieces: asyncio.Queue[str | None]) -> None:
+        if self.tts is None:  # TTS switched off: text-only replies
+            while await pieces.get() is not None:
+                pass
+            return
+        resampler = StreamingResampler(self.tts.sample_rate_hz, self.output_rate_hz)
+        while (text := await pieces.get()) is not None:
+            spoken = SpokenPiece(clean_for_speech(text))
+            self.record.pieces.append(spoken)
+            async for audio in self.tts.synthesize(spoken.text):
+                self.timeline.mark("tts_first_audio", now())
+                out = resampler.process(audio)
+                spoken.audio_ms += 1000.0 * len(out) / self.output_rate_hz
+                await self.outbox.add_audio(self.record.response_id, out)
+        tail = resampler.process(np.zeros(0, dtype=np.float32), final=True)
+        if len(tail) and self.record.pieces:
+            self.record.pieces[-1].audio_ms += 1000.0 * len(tail) / self.output_rate_hz
+            await self.outbox.add_audio(self.record.response_id, tail)

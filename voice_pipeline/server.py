@@ -1,0 +1,156 @@
+"""The aiohttp server: /v1/realtime (WebSocket), /health, /ready, /metrics and the browser client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .errors import ProtocolError
+from .events import AudioChunk, ServerEvent
+from .metrics import PipelineMetrics
+from .session import Engines, Session
+from .settings import Settings
+from .transports.realtime_json import AppendAudio, decode_text, encode_audio, encode_event
+
+log = logging.getLogger("voice_pipeline.server")
+WEB_DIR = Path(__file__).resolve().parents[1] / "client" / "web"
+HARD_MAX_MESSAGE_BYTES = 1 << 20  # beyond this aiohttp closes the socket (1009); below it we answer errors
+
+
+class WebSocketSink:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+
+    async def send_event(self, event: ServerEvent) -> None:
+        await self._ws.send_str(encode_event(event))
+
+    async def send_audio(self, chunk: AudioChunk) -> None:
+        await self._ws.send_bytes(encode_audio(chunk))
+
+
+class PipelineServer:
+    def __init__(self, settings: Settings, engines: Engines | None = None) -> None:
+        self.settings = settings
+        self.metrics = PipelineMetrics()
+        self.engines = engines
+        self.cold_start: dict[str, float] = {}
+        self.sessions: dict[str, Session] = {}
+        self._ids = itertools.count(1)
+        self._started_t = time.monotonic()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/ready", self.ready)
+        app.router.add_get("/metrics", self.prometheus)
+        app.router.add_get("/v1/realtime", self.realtime)
+        if WEB_DIR.is_dir():
+            app.router.add_get("/", self.index)
+            app.router.add_static("/static/", WEB_DIR)
+        return app
+
+    async def load(self) -> None:
+        from .engines.loader import load_engines
+
+        self.engines, timings = await load_engines(self.settings)
+        self.cold_start = {**timings, "process_to_ready_ms": round(1000 * (time.monotonic() - self._started_t), 1)}
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        if self.engines is None:
+            return web.json_response({"ready": False}, status=503)
+        return web.json_response({"ready": True, "sessions": len(self.sessions), "cold_start": self.cold_start})
+
+    async def prometheus(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def index(self, _request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / "index.html")
+
+    async def realtime(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=HARD_MAX_MESSAGE_BYTES, heartbeat=30.0)
+        await ws.prepare(request)
+        if self.engines is None or len(self.sessions) >= self.settings.server.max_sessions:
+            code, message = ("not_ready", "models are still loading") if self.engines is None else (
+                "server_busy", f"the server is at its limit of {self.settings.server.max_sessions} sessions")
+            self.metrics.errors.labels(code).inc()
+            await ws.send_json({"type": "error", "error": {"code": code, "message": message, "recoverable": False}})
+            await ws.close(code=1013, message=code.encode())
+            return ws
+        session = Session(f"s{next(self._ids)}", self.settings, self.engines, self.metrics)
+        self.sessions[session.session_id] = session
+        runner = asyncio.create_task(session.run(WebSocketSink(ws)))
+        try:
+            async for message in ws:
+                if runner.done():
+                    break
+                await self._on_message(session, message)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            self.sessions.pop(session.session_id, None)
+            log.info("session %s closed", session.session_id)
+        return ws
+
+    async def _on_message(self, session: Session, message) -> None:
+        if message.type == WSMsgType.BINARY:
+            session.feed_pcm16(message.data)
+        elif message.type == WSMsgType.TEXT:
+            if len(message.data) > self.settings.server.max_text_frame_bytes:
+                return session.error("text_frame_too_large", f"text frames are limited to {self.settings.server.max_text_frame_bytes} bytes")
+            try:
+                item = decode_text(message.data)
+            except ProtocolError as exc:
+                return session.error(exc.code, exc.message, event_type=exc.event_type)
+            if isinstance(item, AppendAudio):
+                session.feed_pcm16(item.pcm16)
+            else:
+                await session.handle(item)
+
+
+async def serve(settings: Settings, ready_event: asyncio.Event | None = None) -> None:
+    server = PipelineServer(settings)
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    await site.start()
+    log.info("listening on http://%s:%s (loading models)", settings.server.host, settings.server.port)
+    await server.load()
+    print(f"voice-pipeline: ready on http://{settings.server.host}:{settings.server.port} "
+          f"(cold start {server.cold_start['process_to_ready_ms'] / 1000:.1f} s)", file=sys.stderr, flush=True)
+    if ready_event is not None:
+        ready_event.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_server(args: argparse.Namespace) -> int:
+    settings = Settings.load(args.config)
+    if args.host:
+        settings.server.host = args.host
+    if args.port is not None:
+        settings.server.port = args.port
+    logging.basicConfig(level=settings.server.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))
+    return 0

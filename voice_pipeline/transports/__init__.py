@@ -1,0 +1,1 @@
+"""Transports are codecs: they decode wire bytes into session input and encode session output."""

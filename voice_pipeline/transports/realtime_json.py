@@ -1,0 +1,106 @@
+"""The browser/WebSocket protocol of docs/protocol.md: JSON text events and binary PCM16 audio."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .. import commands_in as cmd
+from ..audio import float_to_pcm16
+from ..errors import ProtocolError
+from ..events import AudioChunk, ServerEvent
+
+
+@dataclass(frozen=True)
+class AppendAudio:
+    """Audio sent inside a JSON event (base64), handled exactly like a binary frame."""
+
+    pcm16: bytes
+
+
+def decode_text(raw: str) -> cmd.Command | AppendAudio:
+    try:
+        message = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("invalid_json", f"not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("invalid_json", "a text frame must hold one JSON object")
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("invalid_event", "missing string field 'type'")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ProtocolError("unknown_event", f"unknown event type {kind[:64]!r}", event_type=kind[:64])
+    try:
+        return decoder(message)
+    except ProtocolError as exc:
+        exc.event_type = exc.event_type or kind
+        raise
+
+
+def encode_event(event: ServerEvent) -> str:
+    payload: dict[str, Any] = {"type": event.kind.value, "event_id": event.event_id, "t_ms": round(event.t * 1000.0, 1)}
+    if event.turn_id is not None:
+        payload["turn_id"] = event.turn_id
+    if event.response_id is not None:
+        payload["response_id"] = event.response_id
+    payload.update(event.data)
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def encode_audio(chunk: AudioChunk) -> bytes:
+    return float_to_pcm16(chunk.samples)
+
+
+def _session(field: str, required: bool) -> Callable[[Mapping], Mapping]:
+    def get(message: Mapping) -> Mapping:
+        value = message.get(field, None if required else {})
+        if not isinstance(value, Mapping):
+            raise ProtocolError("invalid_event", f"'{field}' must be an object")
+        return value
+
+    return get
+
+
+def _append(message: Mapping) -> AppendAudio:
+    audio = message.get("audio")
+    if not isinstance(audio, str):
+        raise ProtocolError("invalid_event", "'audio' must be a base64 string")
+    try:
+        return AppendAudio(base64.b64decode(audio, validate=True))
+    except (binascii.Error, ValueError):
+        raise ProtocolError("invalid_event", "'audio' is not valid base64") from None
+
+
+def _user_text(message: Mapping) -> cmd.UserText:
+    item = message.get("item")
+    content = item.get("content") if isinstance(item, Mapping) else None
+    if not isinstance(item, Mapping) or item.get("role", "user") != "user" or not isinstance(content, list):
+        raise ProtocolError("invalid_event", "expected item: {role: 'user', content: [{type: 'input_text', text}]}")
+    texts = [part.get("text") for part in content if isinstance(part, Mapping) and part.get("type") == "input_text"]
+    if not texts or not all(isinstance(t, str) for t in texts) or not " ".join(texts).strip():
+        raise ProtocolError("invalid_event", "the item has no non-empty input_text content")
+    return cmd.UserText(" ".join(texts).strip())
+
+
+def _truncate(message: Mapping) -> cmd.TruncateReply:
+    response_id, end_ms = message.get("response_id"), message.get("audio_end_ms")
+    if not isinstance(response_id, str) or not isinstance(end_ms, (int, float)) or isinstance(end_ms, bool) or end_ms < 0:
+        raise ProtocolError("invalid_event", "expected response_id (string) and audio_end_ms (number >= 0)")
+    return cmd.TruncateReply(response_id, float(end_ms))
+
+
+_DECODERS: dict[str, Callable[[Mapping], Any]] = {
+    "session.start": lambda m: cmd.StartSession(_session("session", required=False)(m)),
+    "session.update": lambda m: cmd.UpdateSession(_session("session", required=True)(m)),
+    "input_audio_buffer.append": _append,
+    "input_audio_buffer.commit": lambda m: cmd.CommitInput(),
+    "input_audio_buffer.clear": lambda m: cmd.ClearInput(),
+    "conversation.item.create": _user_text,
+    "conversation.item.truncate": _truncate,
+    "response.cancel": lambda m: cmd.CancelResponse(),
+    "conversation.reset": lambda m: cmd.ResetConversation(),
+}
