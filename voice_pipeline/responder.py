@@ -61,6 +61,7 @@ class ReplyPlan:
     max_tokens: int
     first_piece_min_words: int = 3
     piece_min_words: int = 8
+    stream_text: bool = True  # False: the whole reply is written before any of it is spoken
 
 
 class Reply:
@@ -122,11 +123,14 @@ class Reply:
                     self.timeline.mark("llm_token_20", t)
                 self.record.text += delta
                 self._event(EventKind.RESPONSE_TEXT_DELTA, delta=delta)
-                for piece in chunker.push(delta):
+                for piece in chunker.push(delta) if plan.stream_text else ():
                     self.timeline.mark("first_piece", now())
                     await pieces.put(piece)
         finally:
             await stream.aclose()
+        if not plan.stream_text:
+            chunker = SpeakableChunker(first_min_words=10**6, min_words=10**6, max_words=10**6)
+            chunker.push(self.record.text + "\n")
         for piece in chunker.flush():
             self.timeline.mark("first_piece", now())
             await pieces.put(piece)

@@ -350,7 +350,7 @@ class Session:
         status, reason = "completed", None
         try:
             await reply.run(ReplyPlan(messages, llm.max_tokens, self.settings.tts.first_piece_min_words,
-                                      self.settings.tts.piece_min_words))
+                                      self.settings.tts.piece_min_words, self.settings.tts.stream_text))
             self.outbox.end_reply(record.response_id)
             await self.outbox.wait_sent(record.response_id)
             if self.outbox.sent_ms(record.response_id):

@@ -67,6 +67,7 @@ class TtsSettings:
     output_sample_rate: int = 22_050
     first_piece_min_words: int = 3
     piece_min_words: int = 8
+    stream_text: bool = True  # false: wait for the whole LLM reply before synthesizing (a benchmark baseline)
     pacing_lead_ms: int = 200
     frame_ms: int = 40
 
