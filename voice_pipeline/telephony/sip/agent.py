@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, parse_sdp
-from aiosipua.transport import SipTransport, UdpSipTransport
+from aiosipua.transport import SipTransport
 
 from voice_pipeline.errors import ProtocolError
 from voice_pipeline.telephony.rtp_endpoint import RtpEndpoint
 from voice_pipeline.telephony.sip.sdp import MediaPlan, answer_offer
+from voice_pipeline.telephony.sip.transport import UdpTransport
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class SipAgent:
         self.rtp_host = rtp_host or host
         self.user_agent = user_agent
         self.rtp_options = dict(rtp_options or {})
-        self.transport = transport or UdpSipTransport(local_addr=(host, port))
+        self.transport = transport or UdpTransport(local_addr=(host, port))
         self._open_media = open_media or self._open_rtp
         self.uac: SipUAC | None = None
         self.uas: SipUAS | None = None
@@ -83,10 +84,7 @@ class SipAgent:
 
     async def start(self) -> None:
         await self.transport.start()  # bind first: port 0 picks a free port
-        udp = getattr(self.transport, "_udp_transport", None)
-        if udp is not None:
-            self.port = int(udp.get_extra_info("sockname")[1])
-        self.transport.local_addr = (self.host, self.port)
+        self.port = self.transport.local_addr[1]
         advertised = (self.advertised_host, self.port)
         self.uac = SipUAC(self.transport, advertised_addr=advertised)
         self.uas = SipUAS(self.transport, user_agent=self.user_agent, uac=self.uac, advertised_addr=advertised)
