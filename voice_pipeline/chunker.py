@@ -22,6 +22,7 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _URL = re.compile(r"https?://\S+")
 _SENTENCE_END = ".!?"
 _CLAUSE_END = ",;:\u2014\u2013"
+_CLOSERS = "*_`\"')]\u201d\u2019"
 
 
 def clean_for_speech(text: str) -> str:
@@ -70,15 +71,17 @@ class SpeakableChunker:
         text = self._buffer
         need = self.first_min_words if self._pieces_out == 0 else self.min_words
         for i, char in enumerate(text[:-1]):
-            nxt = text[i + 1]
             if char == "\n":
                 return i + 1
-            if not nxt.isspace():
+            end = i + 1
+            while end < len(text) and text[end] in _CLOSERS:  # "**Sure!** Then" ends after the **
+                end += 1
+            if end >= len(text) or not text[end].isspace():
                 continue
             if char in _SENTENCE_END and not _is_abbreviation(text, i):
-                return i + 1
+                return end
             if char in _CLAUSE_END and _word_count(text[: i + 1]) >= need:
-                return i + 1
+                return end
         if _word_count(text) > self.max_words:
             space = text.rstrip().rfind(" ")
             return space + 1 if space > 0 else None

@@ -82,6 +82,7 @@ class Session:
         self._reply_task: asyncio.Task | None = None
         self._active_turn_id: str | None = None
         self._reply_record: ReplyRecord | None = None
+        self._reply_user_index = 0  # where the current reply's user message sits in the history
         self._reply_timelines: dict[str, TurnTimeline] = {}
         self._partial_task: asyncio.Task | None = None
         self._last_partial_ms = 0.0
@@ -342,6 +343,7 @@ class Session:
         self._reply_timelines[record.response_id] = turn.timeline
         messages = [ChatMessage("system", self.config.instructions), *self._recent_history(), ChatMessage("user", user_text)]
         self.history.append(ChatMessage("user", user_text))
+        self._reply_user_index = len(self.history) - 1
         self.outbox.open_reply(record.response_id, self.config.output_rate_hz)
         self._emit(EventKind.RESPONSE_CREATED, turn_id=turn.turn_id, response_id=record.response_id)
         reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, self.engines.llm, self.engines.tts,
@@ -412,10 +414,11 @@ class Session:
         if record is None or record.response_id != response_id or not isinstance(audio_end_ms, (int, float)):
             return self.error("invalid_event", f"no reply {response_id!r} to truncate", event_type="conversation.item.truncate")
         heard = record.played_text(max(0.0, float(audio_end_ms)))
-        for i in range(len(self.history) - 1, -1, -1):
-            if self.history[i].role == "assistant":
-                self.history[i] = ChatMessage("assistant", heard)
-                break
+        at = self._reply_user_index + 1
+        if at < len(self.history) and self.history[at].role == "assistant":
+            del self.history[at]
+        if heard:
+            self.history.insert(at, ChatMessage("assistant", heard))
 
     def _on_first_audio(self, response_id: str, t: float) -> None:
         timeline = self._reply_timelines.pop(response_id, None)

@@ -1,0 +1,32 @@
+"""Settings: defaults, then a TOML file, then VP_* environment variables."""
+
+import pytest
+
+from voice_pipeline.errors import ConfigError
+from voice_pipeline.settings import Settings
+
+
+def test_file_then_environment(tmp_path):
+    path = tmp_path / "vp.toml"
+    path.write_text("[vad]\nendpoint_silence_ms = 250\n[server]\nport = 9000\nlog_transcripts = true\n")
+    settings = Settings.load(path, environ={"VP_SERVER_PORT": "9100", "VP_STT_PARTIALS": "off", "OTHER": "x"})
+    assert settings.vad.endpoint_silence_ms == 250
+    assert settings.server.port == 9100
+    assert settings.server.log_transcripts is True
+    assert settings.stt.partials is False
+
+
+def test_defaults_are_private_and_fast():
+    settings = Settings.load(environ={})
+    assert settings.server.log_transcripts is False
+    assert settings.vad.endpoint_silence_ms <= 300
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"VP_NOPE_X": "1"}, {"VP_SERVER_NOPE": "1"}, {"VP_SERVER_PORT": "eighty"}, {"VP_STT_PARTIALS": "maybe"}],
+)
+def test_bad_settings_are_named(environ):
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ=environ)
+    assert next(iter(environ)) in str(info.value)
