@@ -9,9 +9,9 @@ How (found by running baresip 1.0.0 on 127.0.0.1):
 - Recording: the `sndfile` audio filter writes `dump-<time>-dec.wav` (what the phone heard) and
   `-enc.wav` (what it sent) into `snd_path`.
 - No sound card: `aubridge,nil` is the player (a sink nothing reads) and the alert device.
-- `net_interface 127.0.0.1` (an address: `lo` is refused) keeps its SDP on 127.0.0.1; `-t` is a last-resort quit timer. baresip does not
-  exit when a call ends, so the harness watches its output and sends SIGINT, which shuts it down
-  cleanly and closes the WAV files.
+- `net_interface 127.0.0.1` (an address: the name `lo` is refused) keeps its SDP on 127.0.0.1.
+- `-t` is a last-resort quit timer. baresip does not exit when a call ends, so the harness watches
+  its output and sends SIGINT, which shuts it down cleanly and closes the WAV files.
 """
 
 from __future__ import annotations

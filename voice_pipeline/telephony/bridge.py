@@ -8,7 +8,7 @@ return; the session sees `CallerAudio` at 16 kHz and calls `reply_audio()` with 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -11,7 +11,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Mapping
 
 from voice_pipeline.errors import ProtocolError
 
@@ -148,7 +149,8 @@ def _parameters(value: Any, event: str) -> dict[str, str]:
 
 def _check_format(encoding: str, rate_hz: int, event: str) -> None:
     if encoding not in MULAW_ENCODINGS or rate_hz != PHONE_RATE_HZ:
-        raise ProtocolError("unsupported_media_format", f"only 8 kHz mu-law is supported, got {encoding}/{rate_hz}", event)
+        message = f"only 8 kHz mu-law is supported, got {encoding}/{rate_hz}"
+        raise ProtocolError("unsupported_media_format", message, event)
 
 
 def _b64(data: bytes) -> str:
@@ -254,7 +256,8 @@ class TelnyxCodec:
             return StreamStopped(stream_id)
         if event == "error":
             payload = _object(message, "payload", event)
-            return StreamFailed(stream_id, str(payload.get("code", "")), str(payload.get("detail", payload.get("title", ""))))
+            detail = payload.get("detail", payload.get("title", ""))
+            return StreamFailed(stream_id, str(payload.get("code", "")), str(detail))
         raise ProtocolError("unknown_event", f"unknown Telnyx media-stream event '{event}'", event)
 
     def _start(self, stream_id: str, start: Mapping[str, Any]) -> StreamStarted:

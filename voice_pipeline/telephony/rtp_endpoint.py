@@ -12,7 +12,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from voice_pipeline.errors import ProtocolError
 from voice_pipeline.telephony.rtp import PCMU_PAYLOAD_TYPE, DtmfDecoder, JitterBuffer, JitterStats, RtpPacer, parse_rtp

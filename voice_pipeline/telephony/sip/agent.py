@@ -8,11 +8,10 @@ our SDP, open its RTP endpoint, run the handler, and tidy up on BYE, CANCEL or a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, parse_sdp
 from aiosipua.transport import SipTransport
@@ -99,8 +98,10 @@ class SipAgent:
         for call in list(self.calls.values()):
             call.hangup()
         for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            if task.get_name().startswith("sip-answer-"):
+                task.cancel()  # a handler's `finally` hangs up; media closes run to the end
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self.uas is not None:
             await self.uas.stop()
         else:
@@ -155,7 +156,12 @@ class SipAgent:
 
     async def _answer(self, incoming: IncomingCall) -> None:
         offer = incoming.invite.text if incoming.sdp_offer is not None else ""
-        media = await self._open_media()
+        try:
+            media = await self._open_media()
+        except OSError as exc:
+            log.error("sip call: no RTP port", extra={"call_id": incoming.call_id, "error": str(exc)})
+            incoming.reject(503, "Service Unavailable")
+            return
         try:
             answer, plan = answer_offer(offer, local_ip=self.advertised_host, rtp_port=media.local_port,
                                         session_id=str(next(self._session_ids)))

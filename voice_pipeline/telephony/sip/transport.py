@@ -30,6 +30,8 @@ class _SipDatagramProtocol(asyncio.DatagramProtocol):
 class UdpTransport(UdpSipTransport):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _SipDatagramProtocol(self), local_addr=self.local_addr)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _SipDatagramProtocol(self), local_addr=self.local_addr
+        )
         self._udp_transport = transport  # type: ignore[assignment]
         self.local_addr = (self.local_addr[0], int(transport.get_extra_info("sockname")[1]))
