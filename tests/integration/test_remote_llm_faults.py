@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
 import socket
@@ -134,7 +135,8 @@ class FaultProxy:
                         return
                     await response.write(line)
                     tokens += b'"content"' in line
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):  # the client may already have given up
+            await response.write_eof()
 
 
 @dataclass
