@@ -7,7 +7,9 @@ How (found by running baresip 1.0.0 on 127.0.0.1):
   here). When the file ends, baresip hangs up, so the input is padded with silence to the call's
   length: that is how the call lasts `seconds`.
 - Recording: the `sndfile` audio filter writes `dump-<time>-dec.wav` (what the phone heard) and
-  `-enc.wav` (what it sent) into `snd_path`.
+  `-enc.wav` (what it sent) into `snd_path`. The `dec` file holds only the packets received, with
+  no gaps for time without RTP; our RTP endpoint sends silence between replies, so there it keeps
+  wall-clock time (to within a frame or two of the `enc` file's start).
 - No sound card: `aubridge,nil` is the player (a sink nothing reads) and the alert device.
 - `net_interface 127.0.0.1` (an address: the name `lo` is refused) keeps its SDP on 127.0.0.1.
 - `-t` is a last-resort quit timer. baresip does not exit when a call ends, so the harness watches

@@ -82,6 +82,7 @@ async def test_phone_hears_our_reply_and_we_hear_the_phone(tmp_path: Path) -> No
     result, heard, rate_hz = await _call(tmp_path, answerer, seconds=4.0)
     assert result.established, result.log[-2000:]
     assert rate_hz == 8000
+    assert len(heard) > rate_hz * 3  # we send silence between replies: the recording spans the call
     loud = heard[np.abs(heard) > 0.05]
     assert len(loud) > rate_hz  # more than a second of the reply reached the phone
     assert abs(_dominant_hz(heard, rate_hz) - ASSISTANT_HZ) < 10.0
@@ -97,5 +98,7 @@ async def test_our_hang_up_ends_the_phones_call(tmp_path: Path) -> None:
     result, heard, rate_hz = await _call(tmp_path, answerer, seconds=10.0)
     assert result.established
     assert "terminated" in result.log
-    assert len(heard) < rate_hz * 6  # the phone stopped recording well before its own 10 s hang-up
+    assert result.sent is not None
+    sent, _ = read_wav(result.sent)
+    assert len(sent) < rate_hz * 5  # the phone's microphone stopped well before its own 10 s hang-up
     assert abs(_dominant_hz(heard, rate_hz) - ASSISTANT_HZ) < 10.0

@@ -161,3 +161,31 @@ def test_pacer_refuses_frames_past_its_bound() -> None:
     pacer = RtpPacer(ssrc=7, max_frames=2)
     assert pacer.enqueue(b"a") and pacer.enqueue(b"b")
     assert not pacer.enqueue(b"c")
+
+
+def test_continuous_pacer_fills_gaps_with_silence_and_keeps_the_media_clock() -> None:
+    silence = b"\xff" * 160
+    pacer = RtpPacer(ssrc=7, lead_s=0.04, silence_frame=silence)
+    first = [parse_rtp(data) for data in pacer.due(0.0)]
+    assert [p.payload for p in first] == [silence] and first[0].marker
+    assert pacer.next_wake_s() == pytest.approx(0.02)
+    assert pacer.due(0.01) == []  # silence is never sent ahead of its time
+    pacer.enqueue(b"\x01" * 160)
+    pacer.enqueue(b"\x02" * 160)
+    reply = [parse_rtp(data) for data in pacer.due(0.01)]  # reply frames may go up to the lead early
+    assert [p.payload[:1] for p in reply] == [b"\x01", b"\x02"]
+    later = [parse_rtp(data) for data in pacer.due(0.065)]
+    assert [p.payload for p in later] == [silence]
+    packets = first + reply + later
+    assert [p.timestamp for p in packets] == [0, 160, 320, 480]
+    assert [p.sequence for p in packets] == [0, 1, 2, 3]
+    assert not any(p.marker for p in packets[1:])
+
+
+def test_continuous_pacer_skips_silence_missed_during_a_stall() -> None:
+    pacer = RtpPacer(ssrc=7, lead_s=0.0, silence_frame=b"\xff" * 160, max_catch_up_frames=5)
+    pacer.due(0.0)
+    caught_up = [parse_rtp(data) for data in pacer.due(1.0)]  # 50 frames late
+    assert len(caught_up) == 6  # the last 5 frames' worth plus the one due now
+    assert caught_up[-1].timestamp == 50 * 160
+    assert pacer.flush() == 0

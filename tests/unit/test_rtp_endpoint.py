@@ -60,7 +60,7 @@ async def test_audio_in_is_bounded_and_drops_the_oldest() -> None:
 
 
 async def test_reply_audio_is_paced_and_flushed_on_barge_in() -> None:
-    endpoint, transport = _endpoint(lead_s=0.0)
+    endpoint, transport = _endpoint(lead_s=0.0, send_silence=False)
     for _ in range(10):
         assert endpoint.send_audio(b"\xff" * 160)
     assert endpoint.pump(5.0) == 1
@@ -76,10 +76,21 @@ async def test_reply_audio_is_paced_and_flushed_on_barge_in() -> None:
 
 
 async def test_replies_go_where_the_callers_audio_comes_from() -> None:
-    endpoint, transport = _endpoint(lead_s=0.0)
+    endpoint, transport = _endpoint(lead_s=0.0, send_silence=False)
     moved = ("127.0.0.1", 40002)
     endpoint.datagram_received(_audio(1, 0), moved)
     endpoint.send_audio(b"\xff" * 160)
     endpoint.pump(1.0)
     assert transport.sent[0][1] == moved
+    await endpoint.close()
+
+
+async def test_silence_fills_the_time_between_replies() -> None:
+    endpoint, transport = _endpoint(lead_s=0.0)
+    endpoint.pump(1.0)
+    endpoint.send_audio(b"\x01" * 160)
+    endpoint.pump(1.02)
+    endpoint.pump(1.04)
+    payloads = [parse_rtp(data).payload[:1] for data, _ in transport.sent]
+    assert payloads == [b"\xff", b"\x01", b"\xff"]
     await endpoint.close()

@@ -155,13 +155,19 @@ def build_dtmf_payload(digit: str, *, end: bool, duration_samples: int, volume_d
 class RtpPacer:
     """Outgoing 20 ms frames as RTP packets, released at real time plus a small lead.
 
-    Pure: the caller passes the clock. `flush` drops everything queued at once (barge-in). After
-    an idle gap the RTP timestamp jumps by the gap and the marker bit starts the new talkspurt.
+    Pure: the caller passes the clock. `flush` drops everything queued at once (barge-in).
+    With `silence_frame` set, the stream is continuous: the silence frame fills every 20 ms with no
+    reply audio (phones and NATs expect media all the time, and the far end's recording then keeps
+    wall-clock time; when the caller fell more than `max_catch_up_frames` behind, the missed silence
+    is skipped). Without it, nothing is sent while idle; after a gap the RTP timestamp jumps by the
+    gap and the marker bit starts the new talkspurt.
     """
 
     def __init__(self, ssrc: int, *, payload_type: int = PCMU_PAYLOAD_TYPE, lead_s: float = 0.04,
-                 max_frames: int = 1500, sequence: int = 0, timestamp: int = 0) -> None:
+                 max_frames: int = 1500, sequence: int = 0, timestamp: int = 0,
+                 silence_frame: bytes | None = None, max_catch_up_frames: int = 5) -> None:
         self.ssrc, self.payload_type, self.lead_s, self.max_frames = ssrc, payload_type, lead_s, max_frames
+        self.silence_frame, self.max_catch_up_frames = silence_frame, max_catch_up_frames
         self._queue: deque[bytes] = deque()
         self._sequence = sequence
         self._timestamp = timestamp
@@ -178,6 +184,8 @@ class RtpPacer:
 
     def due(self, now_s: float) -> list[bytes]:
         """Packets to send now: every queued frame whose time (minus the lead) has come."""
+        if self.silence_frame is not None:
+            return self._due_continuous(now_s, self.silence_frame)
         packets: list[bytes] = []
         if self._next_due_s is None and self._queue:
             self._start_talkspurt(now_s)
@@ -190,8 +198,33 @@ class RtpPacer:
             self._next_due_s = None  # played out: idle until the next frame
         return packets
 
+    def _due_continuous(self, now_s: float, silence: bytes) -> list[bytes]:
+        if self._next_due_s is None:
+            self._next_due_s, self._marker_pending = now_s, True
+        behind_frames = int((now_s - self._next_due_s) / FRAME_S)
+        if behind_frames > self.max_catch_up_frames:  # the loop stalled: skip the silence missed
+            skipped = behind_frames - self.max_catch_up_frames
+            self._next_due_s += skipped * FRAME_S
+            self._timestamp += skipped * SAMPLES_PER_FRAME
+        packets: list[bytes] = []
+        while True:
+            if self._queue and self._next_due_s - self.lead_s <= now_s:
+                frame = self._queue.popleft()
+            elif not self._queue and self._next_due_s <= now_s:
+                frame = silence
+            else:
+                break
+            packets.append(self._packet(frame, marker=self._marker_pending))
+            self._marker_pending = False
+            self._next_due_s += FRAME_S
+        return packets
+
     def next_wake_s(self) -> float | None:
         """When `due` next has something to send (None: nothing queued)."""
+        if self.silence_frame is not None:
+            if self._next_due_s is None:
+                return 0.0
+            return self._next_due_s - (self.lead_s if self._queue else 0.0)
         if not self._queue:
             return None
         if self._next_due_s is None:

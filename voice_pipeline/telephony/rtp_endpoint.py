@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from collections.abc import Callable
 
 from voice_pipeline.errors import ProtocolError
-from voice_pipeline.telephony.rtp import PCMU_PAYLOAD_TYPE, DtmfDecoder, JitterBuffer, JitterStats, RtpPacer, parse_rtp
+from voice_pipeline.telephony.mulaw import MULAW_SILENCE
+from voice_pipeline.telephony.rtp import (
+    PCMU_PAYLOAD_TYPE,
+    SAMPLES_PER_FRAME,
+    DtmfDecoder,
+    JitterBuffer,
+    JitterStats,
+    RtpPacer,
+    parse_rtp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +50,26 @@ class RtpStats:
 
 
 class RtpEndpoint(asyncio.DatagramProtocol):
-    """Symmetric RTP: sends to the address from the SDP until the peer's packets show another."""
+    """Symmetric RTP: sends to the address from the SDP until the peer's packets show another.
+
+    With `send_silence` (the default) the outgoing stream never pauses: silence fills the time
+    between replies, as phones, trunks and NATs expect.
+    """
 
     def __init__(self, remote_addr: tuple[str, int] | None = None, *, audio_payload_type: int = PCMU_PAYLOAD_TYPE,
                  dtmf_payload_type: int | None = None, jitter_depth: int = 3, max_audio_frames: int = 50,
-                 lead_s: float = 0.04, clock: Callable[[], float] = time.monotonic) -> None:
+                 lead_s: float = 0.04, send_silence: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.remote_addr = remote_addr
         self.audio_payload_type = audio_payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self._clock = clock
         self._jitter = JitterBuffer(jitter_depth)
         self._dtmf = DtmfDecoder()
+        silence = bytes([MULAW_SILENCE]) * SAMPLES_PER_FRAME if send_silence else None
         self._pacer = RtpPacer(random.getrandbits(32), payload_type=audio_payload_type, lead_s=lead_s,
-                               sequence=random.getrandbits(16), timestamp=random.getrandbits(32))
+                               sequence=random.getrandbits(16), timestamp=random.getrandbits(32),
+                               silence_frame=silence)
         self._audio: deque[RtpAudio] = deque()
         self._digits: deque[RtpDtmf] = deque()
         self._max_audio_frames = max_audio_frames
