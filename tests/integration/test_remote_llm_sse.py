@@ -177,3 +177,13 @@ async def test_unknown_path_is_an_engine_error(server: tuple[Scripted, str]) -> 
     _, url = server
     with pytest.raises(EngineError, match="HTTP 404"):
         await collect(OpenAICompatLLM(url.replace("/v1", "/nowhere"), "m"))
+
+
+def test_from_settings_reads_every_field() -> None:
+    from types import SimpleNamespace
+
+    section = SimpleNamespace(url="http://127.0.0.1:1/v1/", model="m", api_key="k", connect_timeout_s=1.0,
+                              read_timeout_s=2.0, total_timeout_s=3.0, max_tokens=9, temperature=0.1)
+    llm = OpenAICompatLLM.from_settings(section)
+    assert llm.url == "http://127.0.0.1:1/v1/chat/completions"
+    assert (llm.model, llm.max_tokens, llm.temperature) == ("m", 9, 0.1)

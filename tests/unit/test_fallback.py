@@ -185,3 +185,15 @@ def test_rejects_bad_configuration() -> None:
         FallbackLLM([])
     with pytest.raises(ValueError):
         FallbackLLM([FakeLLM("a", [])], first_token_timeout_s=[1.0, 2.0])
+
+
+async def test_summary_lists_attempts_in_order_for_metrics() -> None:
+    record = FallbackRecord()
+    llm = FallbackLLM([FakeLLM("remote", [EngineError("llm", "HTTP 503")]), FakeLLM("local", ["Hi", "."])])
+    await collect(llm, record)
+    summary = record.summary()
+    assert (summary["llm_engine"], summary["llm_level"], summary["llm_tokens"]) == ("local", 1, 2)
+    assert (summary["llm_fallbacks"], summary["llm_budget_misses"], summary["llm_cut"]) == (1, 0, False)
+    assert [(a["engine"], a["outcome"]) for a in summary["llm_attempts"]] == [("remote", "error"), ("local", "answered")]
+    assert summary["llm_attempts"][0]["first_token_ms"] is None
+    assert summary["llm_attempts"][1]["first_token_ms"] is not None

@@ -119,3 +119,18 @@ def test_most_instant_heldout_utterances_have_a_template() -> None:
     instant = [t for t, y in zip(texts, labels) if ROUTES[y] is Route.INSTANT]
     unanswered = [t for t in instant if answer_instant(t, ctx()) is None]
     assert len(unanswered) <= len(instant) // 10, unanswered
+
+
+def test_yes_or_no_to_the_assistants_question_goes_to_the_model() -> None:
+    asked = ctx(last_reply="Would you like the recipe too?")
+    assert answer_instant("yes please", asked) is None
+    assert answer_instant("nope", asked) is None
+    assert answer_instant("what time is it", asked) is not None
+    assert answer_instant("yes please", ctx(last_reply="Here it is.")).action is InstantAction.CONFIRM
+
+
+@pytest.mark.parametrize(("text", "intent"), [("thanks mate", "thanks"), ("good stuff thanks", "thanks"),
+                                               ("bye for today", "goodbye"), ("hold on", "stop"), ("wait", "stop")])
+def test_more_ways_to_say_it(text: str, intent: str) -> None:
+    answer = answer_instant(text, ctx())
+    assert answer is not None and answer.intent == intent

@@ -68,6 +68,22 @@ class FallbackRecord:
     def cut(self) -> bool:
         return any(a.outcome is Outcome.CUT for a in self.attempts)
 
+    def summary(self) -> dict:
+        """Plain values for the per-turn metrics event (no user text in here, ever)."""
+        return {
+            "llm_engine": self.answered_by,
+            "llm_level": self.answered_level,
+            "llm_tokens": self.tokens,
+            "llm_fallbacks": self.fallbacks,
+            "llm_budget_misses": self.budget_misses,
+            "llm_cut": self.cut,
+            "llm_attempts": [
+                {"engine": a.engine, "level": a.level, "outcome": a.outcome.value, "reason": a.reason,
+                 "first_token_ms": a.first_token_ms, "elapsed_ms": round(a.elapsed_ms, 1)}
+                for a in self.attempts
+            ],
+        }
+
 
 class _Failed(Exception):
     def __init__(self, outcome: Outcome, reason: str) -> None:

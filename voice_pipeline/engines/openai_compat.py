@@ -52,6 +52,21 @@ class OpenAICompatLLM:
         self._session = session
         self._owns_session = session is None
 
+    @classmethod
+    def from_settings(cls, remote) -> "OpenAICompatLLM":
+        """From a settings section with url, model, api_key, connect/read/total_timeout_s,
+        max_tokens and temperature (see docs/routing.md for the proposed [remote] section)."""
+        return cls(
+            remote.url,
+            remote.model,
+            remote.api_key,
+            connect_timeout_s=remote.connect_timeout_s,
+            read_timeout_s=remote.read_timeout_s,
+            total_timeout_s=remote.total_timeout_s,
+            max_tokens=remote.max_tokens,
+            temperature=remote.temperature,
+        )
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)

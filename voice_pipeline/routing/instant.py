@@ -97,7 +97,7 @@ INTENTS: list[tuple[re.Pattern[str], Responder]] = [
                 r"|what day(?: of the week)? is it(?: today)?|which day(?: of the week)? is it(?: today)?"
                 r"|do you know what day it is)"), _date),
     (re.compile(r"(?:stop(?: it| talking| that)?(?: stop)*|cancel(?: it| that)?|never ?mind(?: forget it)?|forget it"
-                r"|be quiet|quiet|shut up|shh+|hush|silence|enough|that's enough|pause)"),
+                r"|be quiet|quiet|shut up|shh+|hush|silence|enough|that's enough|pause|wait|hold on)"),
      _fixed("stop", "", InstantAction.CANCEL)),
     (re.compile(r"(?:sorry )?(?:(?:can|could) you )?(?:say (?:that|it) again|repeat(?: that| what you said| the last thing)?"
                 r"|what did you (?:just )?say|come again|sorry come again|pardon(?: me)?|sorry what|say again"
@@ -115,11 +115,11 @@ INTENTS: list[tuple[re.Pattern[str], Responder]] = [
     (re.compile(r"(?:hello|hi|hey|howdy|yo|hiya|morning|evening|afternoon|good (?:morning|afternoon|evening))"
                 r"(?: there| assistant| to you| hello| hey)?(?: are you (?:there|listening))?|are you there"),
      _greeting),
-    (re.compile(r"(?:thanks|thank you|cheers|much appreciated|appreciate it|ta)(?: so much| very much| a lot| buddy)?"
+    (re.compile(r"(?:thanks|thank you|cheers|much appreciated|appreciate it|ta)(?: so much| very much| a lot)?(?: buddy| mate| man)?"
                 r"|(?:ok|okay|perfect|great|awesome|that's (?:great|helpful|perfect)) (?:thanks|thank you)"
-                r"|(?:thanks|thank you) that's (?:great|helpful|perfect)"),
+                r"|(?:thanks|thank you) that's (?:great|helpful|perfect)|(?:good stuff|nice|cool) (?:thanks|thank you)"),
      _fixed("thanks", "You're welcome.")),
-    (re.compile(r"(?:good ?bye|bye(?: bye)?|see (?:you|ya)(?: later| tomorrow)?|good night|night night|talk (?:to you )?later"
+    (re.compile(r"(?:good ?bye|bye(?: bye| for now| for today)?|see (?:you|ya)(?: later| tomorrow)?|good night|night night|talk (?:to you )?later"
                 r"|catch you later|have a good one|that's all(?: for now)?|that will be all|i'm (?:all )?done(?: bye)?"
                 r"|we're done|ok bye|goodbye for now|i'm (?:all )?done thanks bye)"), _fixed("goodbye", "Goodbye!", InstantAction.END)),
     (re.compile(r"(?:help|what can you do|what can i ask you|what are you able to (?:do|help with)"
@@ -143,11 +143,21 @@ def strip_fillers(text: str) -> str:
     return stripped or said
 
 
+_ANSWERS_TO_A_QUESTION = {"yes", "no"}
+
+
 def answer_instant(text: str, context: InstantContext) -> InstantAnswer | None:
     said = _said(text)
     without_lead = _LEAD.sub("", said).strip() or said
     for candidate in dict.fromkeys((said, without_lead, strip_fillers(text))):
         for pattern, responder in INTENTS:
             if pattern.fullmatch(candidate):
-                return responder(candidate, context)
+                answer = responder(candidate, context)
+                if answer.intent in _ANSWERS_TO_A_QUESTION and _asked_a_question(context):
+                    return None  # "yes" to "shall I go on?" belongs to the model, with the history
+                return answer
     return None
+
+
+def _asked_a_question(context: InstantContext) -> bool:
+    return bool(context.last_reply) and context.last_reply.rstrip().endswith("?")
