@@ -71,6 +71,7 @@ async def test_reply_audio_is_paced_and_flushed_on_barge_in() -> None:
     assert len(sequences) == 3 and all(addr == PEER for _, addr in transport.sent)
     assert (sequences[1] - sequences[0]) & 0xFFFF == 1
     assert endpoint.stats.sent_packets == 3 and endpoint.stats.flushed_frames == 7
+    assert endpoint.sent_audio_ms == 60.0
     await endpoint.close()
     assert transport.closed
 
@@ -93,4 +94,5 @@ async def test_silence_fills_the_time_between_replies() -> None:
     endpoint.pump(1.04)
     payloads = [parse_rtp(data).payload[:1] for data, _ in transport.sent]
     assert payloads == [b"\xff", b"\x01", b"\xff"]
+    assert endpoint.sent_audio_ms == 20.0  # silence is not reply audio
     await endpoint.close()

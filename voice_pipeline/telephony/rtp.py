@@ -174,6 +174,7 @@ class RtpPacer:
         self._next_due_s: float | None = None  # send time of the next frame; None while idle
         self._last_sent_s: float | None = None
         self._marker_pending = False
+        self.sent_audio_frames = 0  # queued (reply) frames sent so far, silence not counted
 
     def enqueue(self, frame: bytes) -> bool:
         """Queue one 20 ms frame; returns False (frame refused) when `max_frames` are queued."""
@@ -191,6 +192,7 @@ class RtpPacer:
             self._start_talkspurt(now_s)
         while self._queue and self._next_due_s is not None and self._next_due_s - self.lead_s <= now_s:
             packets.append(self._packet(self._queue.popleft(), marker=not packets and self._marker_pending))
+            self.sent_audio_frames += 1
             self._marker_pending = False
             self._last_sent_s = self._next_due_s
             self._next_due_s += FRAME_S
@@ -210,6 +212,7 @@ class RtpPacer:
         while True:
             if self._queue and self._next_due_s - self.lead_s <= now_s:
                 frame = self._queue.popleft()
+                self.sent_audio_frames += 1
             elif not self._queue and self._next_due_s <= now_s:
                 frame = silence
             else:

@@ -155,6 +155,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def queued_audio_ms(self) -> float:
         return self._pacer.queued_frames * 20.0
 
+    @property
+    def sent_audio_ms(self) -> float:
+        """Reply audio sent so far (silence not counted). On a barge-in, what the caller heard of a
+        reply is about (sent_audio_ms now - at the reply's start) - lead_s - the phone's jitter buffer."""
+        return self._pacer.sent_audio_frames * 20.0
+
     def pump(self, now_s: float) -> int:
         """Send every packet that is due at `now_s`; returns how many were sent."""
         packets = self._pacer.due(now_s)
