@@ -124,7 +124,7 @@ const HANDLERS = {
     app.replyRateHz = event.session.output_audio_format.sample_rate;
     connection.markHealthy();
     if (vp.counters.reconnects > 0) transcript.note("Reconnected.");
-    showMessage("");
+    if (ui.message.dataset.kind === "warning") showMessage(""); // a microphone error stays
     setState(idleState());
   },
   "session.updated": (event) => {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from aiohttp import WSMsgType, web
 
 from voice_pipeline.audio import write_wav
 
@@ -87,7 +91,9 @@ def spoken_question(text: str, path: Path, lead_s: float, tail_s: float) -> Path
     return path
 
 
-def chromium_args(fake_audio: Path) -> list[str]:
+def chromium_args(fake_audio: Path | None) -> list[str]:
+    """Debian's Chromium, headless, offline, with a fake microphone (a WAV file, or its beeps if None)."""
+    file_arg = [f"--use-file-for-fake-audio-capture={fake_audio}"] if fake_audio else []
     return [
         "--headless",
         "--no-sandbox",
@@ -100,7 +106,7 @@ def chromium_args(fake_audio: Path) -> list[str]:
         "--autoplay-policy=no-user-gesture-required",
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={fake_audio}",
+        *file_arg,
     ]
 
 
@@ -109,3 +115,102 @@ def chromium_missing_reason() -> str | None:
     if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
         return f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian package chromium)"
     return None
+
+
+class ScriptedServer:
+    """A stand-in for the pipeline on loopback: serves client/web and a scripted /v1/realtime.
+
+    It answers `session.start` with `session.created` and records everything the page sends;
+    the test thread pushes events, audio or a disconnect with send(), send_audio() and drop().
+    """
+
+    def __init__(self, output_rate_hz: int = 16000) -> None:
+        self.output_rate_hz = output_rate_hz
+        self.received: list[dict | int] = []  # JSON events, or the byte length of a binary frame
+        self.connections = 0
+        self._ws = None
+        self._open: set = set()
+        self._loop = None
+        self._runner = None
+
+    def __enter__(self) -> str:
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        port = self._call(self._start())
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc_info) -> None:
+        self._call(self._stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def events(self, kind: str) -> list[dict]:
+        return [item for item in list(self.received) if isinstance(item, dict) and item.get("type") == kind]
+
+    def frames(self) -> list[int]:
+        return [item for item in list(self.received) if isinstance(item, int)]
+
+    def send(self, event: dict) -> None:
+        self._call(self._ws.send_json({"event_id": "e", "t_ms": 0.0, **event}))
+
+    def send_audio(self, pcm16: bytes) -> None:
+        self._call(self._ws.send_bytes(pcm16))
+
+    def drop(self) -> None:
+        self._call(self._ws.close(code=1011, message=b"scripted drop"))
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    async def _stop(self) -> None:
+        for ws in list(self._open):
+            await ws.close(code=1001, message=b"test over")
+        await self._runner.cleanup()
+
+    async def _start(self) -> int:
+        web_dir = REPO_ROOT / "client" / "web"
+        app = web.Application()
+
+        async def index(_request):
+            return web.FileResponse(web_dir / "index.html")
+
+        app.router.add_get("/", index)
+        app.router.add_static("/static/", web_dir)
+        app.router.add_get("/v1/realtime", self._realtime)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]
+
+    async def _realtime(self, request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws = ws
+        self._open.add(ws)
+        self.connections += 1
+        try:
+            await self._serve(ws)
+        finally:
+            self._open.discard(ws)
+        return ws
+
+    async def _serve(self, ws) -> None:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                self.received.append(len(message.data))
+                continue
+            event = json.loads(message.data)
+            self.received.append(event)
+            if event["type"] == "session.start":
+                session = {"output_audio_format": {"encoding": "pcm16", "sample_rate": self.output_rate_hz},
+                           "turn_detection": {"type": "server_vad"}}
+                await ws.send_json({"type": "session.created", "event_id": "e", "t_ms": 0.0, "session": session})
+
+
+def wait_until(condition, timeout_s: float = 20.0) -> None:
+    """Poll a condition on the test's side (the scripted server's records)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
