@@ -20,6 +20,7 @@ from .metrics import PipelineMetrics
 from .session import Engines, Session
 from .settings import Settings
 from .transports.realtime_json import AppendAudio, decode_text, encode_audio, encode_event
+from .transports.telephony import TelephonyService
 
 log = logging.getLogger("voice_pipeline.server")
 WEB_DIR = Path(__file__).resolve().parents[1] / "client" / "web"
@@ -46,6 +47,7 @@ class PipelineServer:
         self.sessions: dict[str, Session] = {}
         self._ids = itertools.count(1)
         self._started_t = time.monotonic()
+        self.telephony = TelephonyService(self)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -53,6 +55,7 @@ class PipelineServer:
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/v1/realtime", self.realtime)
+        self.telephony.add_routes(app)
         if WEB_DIR.is_dir():
             app.router.add_get("/", self.index)
             app.router.add_static("/static/", WEB_DIR)
@@ -128,6 +131,7 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
     await site.start()
     log.info("listening on http://%s:%s (loading models)", settings.server.host, settings.server.port)
     await server.load()
+    await server.telephony.start()
     print(f"voice-pipeline: ready on http://{settings.server.host}:{settings.server.port} "
           f"(cold start {server.cold_start['process_to_ready_ms'] / 1000:.1f} s)", file=sys.stderr, flush=True)
     if ready_event is not None:
@@ -142,6 +146,7 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
     try:
         await stop.wait()
     finally:
+        await server.telephony.stop()
         await runner.cleanup()
 
 

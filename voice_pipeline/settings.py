@@ -73,12 +73,26 @@ class TtsSettings:
 
 
 @dataclass
+class TelephonySettings:
+    """Phone calls: media-stream WebSockets (/v1/twilio, /v1/telnyx) and the SIP user agent."""
+
+    sip_enabled: bool = True  # loopback only by default: a local PBX or phone can call with no setup
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060  # 0 -> any free port (tests); a port in use is logged and SIP stays off
+    sip_advertised_host: str = ""  # address in Contact/SDP; needed when sip_host is 0.0.0.0
+    transfer_uri: str = ""  # SIP REFER target on escalation (e.g. sip:human@pbx); empty: no transfer
+    transfer_digit: str = "0"  # a DTMF key that asks for a person; empty: none
+    mark_interval_ms: int = 200  # media streams: a mark after about this much reply audio
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     vad: VadSettings = field(default_factory=VadSettings)
     stt: SttSettings = field(default_factory=SttSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
+    telephony: TelephonySettings = field(default_factory=TelephonySettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> "Settings":

@@ -1,0 +1,142 @@
+"""SIP calls: the SIP agent answers, and each call runs a Session over its RTP endpoint.
+
+Caller audio: RTP (20 ms PCMU, jitter-buffered by the endpoint) -> 16 kHz -> the session.
+Reply audio: the session's 8 kHz frames -> 20 ms PCMU frames -> the endpoint's paced sender.
+Barge-in flushes the sender's queue; what the caller heard is what was sent since the reply
+began, less the sender's lead. DTMF: the transfer digit (default '0') asks for a person, which
+is a SIP REFER to `telephony.transfer_uri`; other digits are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ, PhoneAudioIn, PhoneAudioOut
+from voice_pipeline.telephony.rtp_endpoint import RtpAudio, RtpDtmf
+from voice_pipeline.telephony.sip import SipAgent, SipCall
+from voice_pipeline.transports.phone import PhoneSink, on_dtmf, phone_session, refusal
+
+if TYPE_CHECKING:
+    from voice_pipeline.server import PipelineServer
+    from voice_pipeline.session import Session
+
+log = logging.getLogger("voice_pipeline.telephony")
+SENDER_LEAD_MS = 40.0  # RtpEndpoint's default lead: sent, but not yet played by the phone
+
+
+class SipLine:
+    """Reply audio to the caller as paced RTP; a barge-in flushes what is still queued."""
+
+    def __init__(self, call: SipCall, lead_ms: float = SENDER_LEAD_MS) -> None:
+        self.media, self.lead_ms = call.media, lead_ms
+        self._out = PhoneAudioOut(PHONE_RATE_HZ)
+        self._reply_id: str | None = None
+        self._reply_start_ms = 0.0  # the endpoint's sent audio at which this reply begins
+        self.refused_frames = 0
+
+    async def reply_started(self, response_id: str) -> None:
+        self._out.reset()
+        self._reply_id = response_id
+        self._reply_start_ms = self.media.sent_audio_ms + self.media.queued_audio_ms
+
+    async def reply_audio(self, samples: np.ndarray) -> None:
+        self._queue(self._out.encode(samples))
+
+    async def reply_ended(self) -> None:
+        self._queue(self._out.finish())
+
+    async def reply_cleared(self, response_id: str) -> float:
+        self._out.reset()
+        self.media.flush_audio()
+        if response_id != self._reply_id:
+            return 0.0  # cleared before any of its audio was sent
+        return max(0.0, self.media.sent_audio_ms - self._reply_start_ms - self.lead_ms)
+
+    def _queue(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            if not self.media.send_audio(frame):
+                self.refused_frames += 1  # the sender's queue is bounded; the session paces far below it
+
+
+class SipCallHandler:
+    """One answered call: a Session fed from RTP until either side hangs up."""
+
+    def __init__(self, server: PipelineServer, call: SipCall) -> None:
+        self.server, self.call = server, call
+        self.label = f"sip {call.call_id}"
+        self.session: Session | None = None
+
+    async def run(self) -> None:
+        line = SipLine(self.call)
+        async with phone_session(self.server, "sip-",
+                                 lambda session: PhoneSink(line, session, self.label)) as (session, runner):
+            self.session, self.label = session, session.session_id
+            log.info("call %s started (sip)", self.label)
+            await self._relay(session, runner)
+            log.info("call %s ended (rtp: %s)", self.label, self.call.media.stats)
+
+    def escalate(self, reason: str) -> bool:
+        """Blind transfer (SIP REFER) to `telephony.transfer_uri`; False when none is set."""
+        uri = self.server.settings.telephony.transfer_uri
+        if not uri:
+            log.warning("call %s: escalation (%s) asked but telephony.transfer_uri is not set", self.label, reason)
+            return False
+        log.info("call %s: transferring (%s)", self.label, reason)
+        self.call.transfer(uri)
+        return True
+
+    async def _relay(self, session: Session, runner: asyncio.Task) -> None:
+        telephony, server = self.server.settings.telephony, self.server.settings.server
+        audio_in = PhoneAudioIn()
+        while (event := await self.call.media.read()) is not None and not runner.done():
+            if isinstance(event, RtpAudio):
+                session.feed_samples(audio_in.decode(event.audio_mulaw))
+            elif isinstance(event, RtpDtmf):
+                on_dtmf(self, event.digit, telephony.transfer_digit, server.log_transcripts)
+
+
+class SipService:
+    """The SIP agent for the server's lifetime, and the calls it is running."""
+
+    def __init__(self, server: PipelineServer) -> None:
+        self.server = server
+        self.agent: SipAgent | None = None
+        self.calls: set[SipCallHandler] = set()
+
+    async def start(self) -> SipAgent | None:
+        """Start listening if enabled; a bad address or a taken port is logged and SIP stays off."""
+        settings = self.server.settings.telephony
+        if not settings.sip_enabled:
+            return None
+        try:
+            agent = SipAgent(self._on_call, host=settings.sip_host, port=settings.sip_port,
+                             advertised_host=settings.sip_advertised_host or None)
+            await agent.start()
+        except (OSError, ValueError) as exc:
+            log.error("SIP agent not started on %s:%s: %s", settings.sip_host, settings.sip_port, exc)
+            return None
+        self.agent = agent
+        log.info("SIP agent listening at %s", agent.uri)
+        return agent
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()
+            self.agent = None
+
+    async def _on_call(self, call: SipCall) -> None:
+        code = refusal(self.server)
+        if code is not None:
+            self.server.metrics.errors.labels(code).inc()
+            log.info("sip call %s refused: %s", call.call_id, code)
+            return  # the agent hangs up when the handler returns
+        handler = SipCallHandler(self.server, call)
+        self.calls.add(handler)
+        try:
+            await handler.run()
+        finally:
+            self.calls.discard(handler)
