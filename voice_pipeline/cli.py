@@ -11,6 +11,7 @@ from typing import Callable
 COMMAND_MODULES = [
     "voice_pipeline.commands",
     "voice_pipeline.routing.commands",
+    "voice_pipeline.bench.commands",
 ]
 
 EvalRunner = Callable[[argparse.Namespace], int]

@@ -128,10 +128,11 @@ class Reply:
                     await pieces.put(piece)
         finally:
             await stream.aclose()
-        if not plan.stream_text:
-            chunker = SpeakableChunker(first_min_words=10**6, min_words=10**6, max_words=10**6)
-            chunker.push(self.record.text + "\n")
-        for piece in chunker.flush():
+        rest = chunker.flush()
+        if not plan.stream_text:  # the whole answer, now complete, as one piece
+            whole = " ".join(clean_for_speech(self.record.text).split())
+            rest = [whole] if any(ch.isalnum() for ch in whole) else []
+        for piece in rest:
             self.timeline.mark("first_piece", now())
             await pieces.put(piece)
         self.record.text = self.record.text.strip()

@@ -1,0 +1,83 @@
+"""The `bench` sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser("bench", help="latency benchmark: stages, voice-to-voice, concurrency, baselines")
+    bench.add_argument("--quick", action="store_true", help="a small run (under 3 minutes on 2 cores), for CI")
+    bench.add_argument("--out", default=str(REPO_ROOT / "bench" / "results" / "latest"),
+                       help="directory for report.json, report.md, charts and server logs")
+    bench.add_argument("--docs", action="store_true",
+                       help="also publish the run: docs/benchmarks.md's results section and docs/bench/")
+    bench.add_argument("--limit-ms", type=float, default=2500.0,
+                       help="p95 voice-to-voice limit that ends the concurrency sweep (default 2500)")
+    bench.add_argument("--max-concurrency", type=int, help="largest N tried (default 16; 2 with --quick)")
+    bench.add_argument("--items-per-session", type=int, help="items each concurrent session plays (default 3)")
+    bench.add_argument("--baselines", help="comma-separated systems to compare (see voice_pipeline/bench/systems.py)")
+    bench.add_argument("--corpus", help="corpus definition (default bench/corpus/v1.json)")
+    bench.set_defaults(run=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import logging
+
+    from .report import write_report
+    from .runner import RunConfig, run_benchmark
+    from .systems import SYSTEMS
+
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    overrides = {"limit_ms": args.limit_ms, "log_dir": str(out / "logs")}
+    if args.max_concurrency:
+        overrides["max_concurrency"] = args.max_concurrency
+    if args.items_per_session:
+        overrides["items_per_session"] = args.items_per_session
+    if args.corpus:
+        overrides["corpus_path"] = args.corpus
+    if args.baselines is not None:
+        names = tuple(n for n in args.baselines.split(",") if n)
+        unknown = [n for n in names if n not in SYSTEMS]
+        if unknown:
+            print(f"bench: unknown systems {unknown}; known: {sorted(SYSTEMS)}", file=sys.stderr)
+            return 2
+        overrides["baselines"] = names
+    config = RunConfig.quick_config(**overrides) if args.quick else RunConfig(**overrides)
+    report = asyncio.run(run_benchmark(config, progress=lambda line: print(line, file=sys.stderr, flush=True)))
+    command = "voice-pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "voice-pipeline bench"
+    paths = write_report(report, out, command)
+    if args.docs:
+        publish(out, report, command)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    return 0 if report["summary"]["pipeline"]["status"].get("ok") else 1
+
+
+def publish(out: Path, report: dict, command: str) -> None:
+    """Copy the charts and JSON to docs/bench/ and put the Markdown summary into docs/benchmarks.md."""
+    from .report import CHARTS, markdown
+
+    docs_bench = REPO_ROOT / "docs" / "bench"
+    docs_bench.mkdir(parents=True, exist_ok=True)
+    for name in CHARTS:
+        shutil.copy(out / name, docs_bench / name)
+    shutil.copy(out / "report.json", docs_bench / f"{report['mode']}.json")
+    page = REPO_ROOT / "docs" / "benchmarks.md"
+    body = markdown(report, {Path(n).stem: f"bench/{n}" for n in CHARTS}).replace("# Benchmark run", "## Latest run", 1)
+    body = body.replace("\n## ", "\n### ").replace("### Latest run", "## Latest run", 1)
+    text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
+    start, end = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+    block = f"{start}\n{body}{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    page.write_text(text, encoding="utf-8")

@@ -1,0 +1,154 @@
+"""The benchmark run: corpus -> this pipeline (cold start, N=1, concurrency sweep) -> baselines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from . import corpus as corpus_mod
+from .procstat import ProcessMeter, machine_info, versions
+from .summary import summarize_run
+from .systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
+
+log = logging.getLogger("voice_pipeline.bench")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    quick: bool = False
+    corpus_path: str = str(corpus_mod.DEFAULT_CORPUS)
+    limit_ms: float = 2500.0  # p95 voice-to-voice beyond which the concurrency sweep stops
+    max_concurrency: int = 16
+    items_per_session: int = 3  # items each concurrent session plays, one after another
+    stagger_s: float = 2.0  # concurrent sessions start spread over this many seconds
+    baselines: tuple[str, ...] = ("naive", "no_early_final", "no_partials", "sentences_only",
+                                  "no_llm_tts_streaming", "streaming_off")
+    baseline_items: int = 8
+    turn_timeout_s: float = 60.0
+    log_dir: str = ""
+    extra_env: dict = field(default_factory=dict)
+
+    @classmethod
+    def quick_config(cls, **overrides) -> "RunConfig":
+        base = dict(quick=True, max_concurrency=2, items_per_session=1, stagger_s=1.0,
+                    baselines=("naive", "no_llm_tts_streaming"), baseline_items=2)
+        return cls(**{**base, **overrides})
+
+
+async def run_benchmark(config: RunConfig, progress=print) -> dict:
+    started_t = time.monotonic()
+    corpus = corpus_mod.Corpus.load(config.corpus_path)
+    items = corpus.select(corpus.quick_ids if config.quick else None)
+    progress(f"bench: synthesizing {len(items)} corpus items")
+    t = time.monotonic()
+    spoken = await asyncio.to_thread(corpus_mod.build, corpus, items)
+    corpus_build_s = round(time.monotonic() - t, 1)
+    baseline_ids = [i for i in corpus.baseline_ids if i in {s.item.item_id for s in spoken}][: config.baseline_items]
+    if len(baseline_ids) < config.baseline_items:  # quick corpora may hold few of them
+        baseline_ids += [s.item.item_id for s in spoken if s.item.item_id not in baseline_ids and not s.item.pause_ms]
+        baseline_ids = baseline_ids[: config.baseline_items]
+    options = BenchOptions(max_sessions=config.max_concurrency + 2, turn_timeout_s=config.turn_timeout_s,
+                           log_dir=config.log_dir, extra_env=dict(config.extra_env))
+    samples: list[TurnSample] = []
+    phases: dict = {"cold_start": {}, "resources": {}, "concurrency": []}
+
+    pipeline = SYSTEMS["pipeline"].make(options)
+    try:
+        phases["cold_start"]["pipeline"] = await pipeline.start()
+        progress(f"bench: pipeline ready in {phases['cold_start']['pipeline']['process_to_ready_ms'] / 1000:.1f} s")
+        samples += await _level(pipeline, spoken, 1, len(spoken), 0.0, phases, "pipeline", progress)
+        await _sweep(pipeline, spoken, config, phases, samples, progress)
+    finally:
+        await pipeline.close()
+
+    baseline_spoken = [s for s in spoken if s.item.item_id in baseline_ids]
+    for name in config.baselines:
+        system = SYSTEMS[name].make(options)
+        try:
+            phases["cold_start"][name] = await system.start()
+            samples += await _level(system, baseline_spoken, 1, len(baseline_spoken), 0.0, phases, name, progress)
+        finally:
+            await system.close()
+
+    return {
+        "schema": "voice-pipeline-bench/1",
+        "created_unix": round(time.time()),
+        "mode": "quick" if config.quick else "full",
+        "duration_s": round(time.monotonic() - started_t, 1),
+        "machine": machine_info(),
+        "versions": versions(),
+        "configuration": _configuration(config, corpus, items, baseline_ids, corpus_build_s),
+        "samples": [s.to_json() for s in samples],
+        "phases": phases,
+        "summary": summarize_run(samples, phases, config.limit_ms, baseline_ids,
+                                 {name: SYSTEMS[name].description for name in ("pipeline", *config.baselines)}),
+    }
+
+
+async def _sweep(pipeline, spoken, config: RunConfig, phases: dict, samples: list, progress) -> None:
+    """N = 2, 4, 8, ... concurrent sessions until p95 voice-to-voice passes the limit."""
+    sessions = 2
+    while sessions <= config.max_concurrency:
+        level = await _level(pipeline, spoken, sessions, config.items_per_session, config.stagger_s,
+                             phases, "pipeline", progress)
+        samples += level
+        p95 = phases["concurrency"][-1]["p95_voice_to_voice_ms"]
+        if p95 is None or p95 > config.limit_ms:
+            progress(f"bench: p95 voice-to-voice {p95} ms at N={sessions} passes the {config.limit_ms:.0f} ms limit")
+            return
+        sessions *= 2
+
+
+async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_session: int, stagger_s: float,
+                 phases: dict, label: str, progress) -> list[TurnSample]:
+    """`sessions` conversations at once, each playing `items_per_session` items in turn."""
+    meter = ProcessMeter(system.pid) if system.pid else None
+    if meter:
+        meter.start()
+    t = time.monotonic()
+
+    async def session(index: int) -> list[TurnSample]:
+        await asyncio.sleep(stagger_s * index / sessions)
+        out = []
+        for k in range(items_per_session):
+            item = spoken[(index * items_per_session + k) % len(spoken)]
+            out.append(await system.run_item(item, sessions, index))
+        return out
+
+    results = await asyncio.gather(*(session(i) for i in range(sessions)))
+    level = [s for per_session in results for s in per_session]
+    resources = meter.stop() if meter else {}
+    done = [s.voice_to_voice_ms for s in level if s.voice_to_voice_ms is not None]
+    from .stats import summarize
+
+    stats = summarize(done)
+    progress(f"bench: {label} N={sessions}: {len(level)} turns, p50 {stats['p50']} ms, p95 {stats['p95']} ms "
+             f"voice-to-voice ({time.monotonic() - t:.0f} s)")
+    key = f"{label}@{sessions}"
+    phases["resources"][key] = resources
+    if label == "pipeline" and sessions > 1:
+        phases["concurrency"].append({"sessions": sessions, "p95_voice_to_voice_ms": stats["p95"]})
+    return level
+
+
+def _configuration(config: RunConfig, corpus, items, baseline_ids, corpus_build_s: float) -> dict:
+    from voice_pipeline.settings import Settings
+
+    settings = Settings.load(environ={**os.environ, **config.extra_env})
+    return {
+        "run": {k: v for k, v in asdict(config).items() if k != "log_dir"},
+        "corpus": {"path": os.path.relpath(corpus.path), "version": corpus.version, "items": [i.describe() for i in items],
+                   "lead_silence_ms": corpus.lead_silence_ms, "tail_ms": corpus.tail_ms, "build_seconds": corpus_build_s},
+        "baseline_item_ids": baseline_ids,
+        "settings": asdict(settings),
+        "method": {
+            "voice_to_voice": "client: from when the item's last speech sample would have left a microphone "
+                              "(streamed at real-time pace) to the first reply audio frame received",
+            "reply": "each reply is cancelled (response.cancel) once its first audio frame and 20 LLM tokens "
+                     "(or the whole text) have arrived; the rest would only be paced out at real time",
+            "conversation": "each item is a new WebSocket session (no history carried over)",
+        },
+    }

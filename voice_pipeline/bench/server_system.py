@@ -1,0 +1,184 @@
+"""This pipeline as a system under test: `voice-pipeline serve` in a subprocess, driven over
+its WebSocket by RealtimeClient at real-time pace, exactly as a client would use it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+
+from voice_pipeline.audio import PIPELINE_RATE_HZ
+from voice_pipeline_client.realtime import RealtimeClient
+
+from .corpus import SpokenItem
+from .systems import BenchOptions, TurnSample, server_env
+
+_POLL_S = 0.02
+_TOKENS_BEFORE_CANCEL = 20
+_FINAL_TURN_SLACK_MS = 250.0  # a turn ending this close to the true speech end is the final one
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerSystem:
+    def __init__(self, name: str, description: str, env: dict[str, str], options: BenchOptions) -> None:
+        self.name, self.description = name, description
+        self.env = {"VP_SERVER_MAX_SESSIONS": str(options.max_sessions), **env}
+        self.options = options
+        self.pid: int | None = None
+        self.url = ""
+        self._process: subprocess.Popen | None = None
+        self._log_path = Path(options.log_dir or ".") / f"server-{name}.log"
+        self._first_turn_pending = True
+
+    async def start(self) -> dict:
+        port = free_port()
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self._log_path.open("wb")
+        spawned_t = time.monotonic()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "voice_pipeline.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.pid = self._process.pid
+        ready = await self._wait_ready(f"http://127.0.0.1:{port}/ready", spawned_t)
+        self.url = f"ws://127.0.0.1:{port}/v1/realtime"
+        return {"process_to_ready_ms": round(1000 * (time.monotonic() - spawned_t), 1),
+                "server": ready.get("cold_start", {})}
+
+    async def _wait_ready(self, url: str, spawned_t: float) -> dict:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() - spawned_t < self.options.ready_timeout_s:
+                if self._process.poll() is not None:
+                    tail = self._log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"server {self.name} exited with {self._process.returncode}: {tail}")
+                try:
+                    async with http.get(url) as response:
+                        if response.status == 200:
+                            return await response.json()
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(_POLL_S)
+        raise TimeoutError(f"server {self.name} was not ready after {self.options.ready_timeout_s} s")
+
+    async def close(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            await asyncio.to_thread(self._process.wait, 20)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            await asyncio.to_thread(self._process.wait)
+
+    async def run_item(self, spoken: SpokenItem, concurrency: int, session_index: int) -> TurnSample:
+        sample = TurnSample.new(self.name, spoken, concurrency, session_index)
+        sample.first_turn_after_ready, self._first_turn_pending = self._first_turn_pending, False
+        try:
+            async with RealtimeClient(self.url) as client:
+                await client.start(input_audio_format={"encoding": "pcm16", "sample_rate": PIPELINE_RATE_HZ})
+                t0 = time.monotonic()
+                streamer = asyncio.create_task(client.stream(spoken.audio_16k, PIPELINE_RATE_HZ, t0))
+                try:
+                    await asyncio.wait_for(_play(client, spoken, t0, sample), self.options.turn_timeout_s)
+                except TimeoutError:
+                    seen = Counter(event.get("type") for _, event in client.received.events)
+                    sample.status = "timeout"
+                    sample.error = f"no complete reply within {self.options.turn_timeout_s} s; received {dict(seen)}"
+                finally:
+                    streamer.cancel()
+                    await asyncio.gather(streamer, return_exceptions=True)
+        except TimeoutError:
+            sample.status, sample.error = "timeout", "no session.created"
+        except (OSError, RuntimeError) as exc:  # a refused or dropped connection is a result, not a crash
+            sample.status, sample.error = "error", f"{type(exc).__name__}: {exc}"
+        return sample
+
+
+async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: TurnSample) -> None:
+    """Wait for the reply to the whole question; cancel it once its first audio and 20 tokens are in
+    (the rest of the reply would only be paced out at real time); then read its turn.metrics."""
+    final_end_ms = 1000.0 * spoken.speech_end_s - _FINAL_TURN_SLACK_MS
+    turn_id = await _until(lambda: _final_turn(client, final_end_ms))
+    response_id = await _until(lambda: _response_of(client, turn_id))
+    if response_id == "":
+        sample.status = "no_reply"
+    else:
+        await _until(lambda: _reply_advanced(client, response_id))
+        await client.send({"type": "response.cancel"})
+        metrics = await client.wait_for("turn.metrics", turn_id=turn_id)
+        _fill_from_metrics(sample, metrics)
+        started_t = client.received.first_time("output_audio_buffer.started", response_id=response_id)
+        first_audio_t = next((t for t, _ in client.received.audio if started_t is not None and t >= started_t), None)
+        if first_audio_t is not None:
+            sample.voice_to_voice_ms = round(1000.0 * (first_audio_t - (t0 + spoken.speech_end_s)), 1)
+        else:
+            sample.status = "no_audio"
+        done = [e for e in client.received.of_type("response.done") if e.get("response_id") == response_id]
+        sample.reply_text = done[0].get("text", "") if done else ""
+    stops = client.received.of_type("input_audio_buffer.speech_stopped")
+    sample.turns = len(stops)
+    sample.premature_endpoints = sum(1 for e in stops if e.get("audio_end_ms", 0) < final_end_ms)
+    finals = client.received.of_type("conversation.item.input_audio_transcription.completed")
+    sample.transcript = " ".join(e.get("transcript", "") for e in finals).strip()
+
+
+async def _until(probe):
+    while (value := probe()) is None:
+        await asyncio.sleep(_POLL_S)
+    return value
+
+
+def _final_turn(client: RealtimeClient, final_end_ms: float) -> str | None:
+    for event in client.received.of_type("input_audio_buffer.speech_stopped"):
+        if event.get("audio_end_ms", 0) >= final_end_ms:
+            return event["turn_id"]
+    return None
+
+
+def _response_of(client: RealtimeClient, turn_id: str) -> str | None:
+    """The turn's response id; "" when its transcript was empty (no reply will come)."""
+    for event in client.received.of_type("response.created"):
+        if event.get("turn_id") == turn_id:
+            return event["response_id"]
+    for event in client.received.of_type("conversation.item.input_audio_transcription.completed"):
+        if event.get("turn_id") == turn_id and not event.get("transcript", "").strip():
+            return ""
+    for event in client.received.of_type("turn.metrics"):
+        if event.get("turn_id") == turn_id:
+            return ""
+    return None
+
+
+def _reply_advanced(client: RealtimeClient, response_id: str) -> bool | None:
+    received = client.received
+    started_t = received.first_time("output_audio_buffer.started", response_id=response_id)
+    finished = any(e.get("response_id") == response_id for e in received.of_type("response.done"))
+    if finished:
+        return True
+    if started_t is None or not any(t >= started_t for t, _ in received.audio[-50:]):
+        return None
+    deltas = sum(1 for e in received.of_type("response.text.delta") if e.get("response_id") == response_id)
+    text_done = any(e.get("response_id") == response_id for e in received.of_type("response.text.done"))
+    return True if deltas >= _TOKENS_BEFORE_CANCEL or text_done else None
+
+
+def _fill_from_metrics(sample: TurnSample, metrics: dict) -> None:
+    sample.marks_ms = metrics.get("marks_ms") or {}
+    sample.stages_ms = metrics.get("stages_ms") or {}
+    sample.server_voice_to_voice_ms = metrics.get("voice_to_voice_ms")
+    sample.llm_tokens = metrics.get("llm_tokens")
+    first, twentieth = sample.marks_ms.get("llm_first_token"), sample.marks_ms.get("llm_token_20")
+    if first is not None and twentieth is not None and twentieth > first:
+        sample.llm_tokens_per_s = round(19 * 1000.0 / (twentieth - first), 1)
