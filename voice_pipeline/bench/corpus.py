@@ -194,7 +194,7 @@ def coloured_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
 def babble(rng: np.random.Generator, pool: list[np.ndarray], n: int, talkers: int = 3) -> np.ndarray:
     out = np.zeros(n, np.float32)
     for k in rng.choice(len(pool), size=min(talkers, len(pool)), replace=False):
-        source = np.tile(pool[k], n // len(pool[k]) + 1)
+        source = np.tile(pool[k], n // len(pool[k]) + 2)
         offset = int(rng.integers(0, len(pool[k])))
         out += source[offset : offset + n]
     return out
