@@ -22,7 +22,8 @@ const vp = (window.__vp = {
   events: [],
   state: "idle",
   stateHistory: [],
-  counters: { framesSent: 0, audioChunksReceived: 0, playedSamples: 0, playedSumSquares: 0, underruns: 0, clears: 0, reconnects: 0 },
+  sampleRateHz: null,
+  counters: { framesSent: 0, framesDropped: 0, audioChunksReceived: 0, playedSamples: 0, playedSumSquares: 0, underruns: 0, clears: 0, reconnects: 0 },
   playedRms() {
     return vp.counters.playedSamples ? Math.sqrt(vp.counters.playedSumSquares / vp.counters.playedSamples) : 0;
   },
@@ -109,6 +110,7 @@ function sendFrame(pcm, rms) {
   if (!app.sessionReady) return;
   if (app.mode === "pushtotalk" && !app.talking) return;
   if (connection.sendAudio(pcm)) vp.counters.framesSent += 1;
+  else vp.counters.framesDropped = connection.droppedFrames;
 }
 
 function handleEvent(event) {
@@ -171,6 +173,7 @@ async function start() {
   showMessage("");
   try {
     await audio.start();
+    vp.sampleRateHz = audio.context.sampleRate;
   } catch (error) {
     showMessage(`Audio could not start in this browser: ${error.message}`);
     ui.start.disabled = false;
