@@ -21,7 +21,7 @@ from . import commands_in as cmd
 from .audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
 from .audio_history import AudioHistory
 from .bounded import DropOldestQueue
-from .engines.base import ChatMessage, LanguageModel, SpeechToText, TextToSpeech, Transcript
+from .engines.base import ChatMessage, LanguageModel, SpeechToText, TextToSpeech
 from .errors import EngineError, ProtocolError
 from .events import EventKind, ServerEvent, now
 from .metrics import PipelineMetrics, TurnTimeline
@@ -29,6 +29,7 @@ from .outbox import Outbox, Sink
 from .responder import Reply, ReplyPlan, ReplyRecord
 from .session_config import SessionConfig
 from .settings import Settings
+from .transcriber import TurnTranscriber
 from .turn import BargeIn, EndOfTurn, SilenceStarted, SpeechResumed, SpeechStarted, TurnConfig, TurnTaking
 
 log = logging.getLogger("voice_pipeline.session")
@@ -50,7 +51,7 @@ class _Turn:
     turn_id: str
     start_ms: float
     timeline: TurnTimeline = field(default_factory=TurnTimeline)
-    early_stt: asyncio.Task | None = None
+    stt: TurnTranscriber | None = None
 
 
 @dataclass
@@ -84,8 +85,6 @@ class Session:
         self._reply_record: ReplyRecord | None = None
         self._reply_user_index = 0  # where the current reply's user message sits in the history
         self._reply_timelines: dict[str, TurnTimeline] = {}
-        self._partial_task: asyncio.Task | None = None
-        self._last_partial_ms = 0.0
         self._tasks: set[asyncio.Task] = set()
 
     # -- transport-facing API -----------------------------------------------------------------
@@ -99,7 +98,7 @@ class Session:
                 group.create_task(self._input_loop())
         finally:
             self.metrics.sessions.dec()
-            for task in [self._reply_task, self._partial_task, *self._tasks]:
+            for task in [self._reply_task, *self._tasks]:
                 if task is not None and not task.done():
                     task.cancel()
 
@@ -217,7 +216,8 @@ class Session:
             for probability in probabilities:
                 self._vad_pos_ms += VAD_FRAME_MS
                 await self._apply_actions(self._turns.on_vad(self._vad_pos_ms, VAD_FRAME_MS, probability))
-            self._maybe_partial()
+            if self._turn is not None and self._turn.stt is not None:
+                self._turn.stt.maybe_partial(self._history_audio.end_ms)
 
     def _stream_time(self, position_ms: float) -> float:
         """The monotonic time at which the sample at `position_ms` reached the server."""
@@ -228,17 +228,14 @@ class Session:
         for action in actions:
             match action:
                 case SpeechStarted(start_ms):
-                    turn_id = f"t{next(self._ids)}"
-                    self._turn = _Turn(turn_id, start_ms)
-                    self._last_partial_ms = start_ms
-                    self._emit(EventKind.SPEECH_STARTED, turn_id=turn_id, audio_start_ms=round(start_ms))
+                    self._turn = self._new_turn(start_ms)
+                    self._emit(EventKind.SPEECH_STARTED, turn_id=self._turn.turn_id, audio_start_ms=round(start_ms))
                 case SilenceStarted(speech_end_ms):
                     if self._turn and self.settings.stt.early_final:
-                        self._turn.early_stt = self._spawn(self._transcribe(self._turn, speech_end_ms, final=True))
+                        self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
                 case SpeechResumed():
-                    if self._turn and self._turn.early_stt:
-                        self._turn.early_stt.cancel()
-                        self._turn.early_stt = None
+                    if self._turn:
+                        self._turn.stt.speech_resumed()
                 case EndOfTurn():
                     self._end_turn(action)
                 case BargeIn():
@@ -249,44 +246,37 @@ class Session:
         if turn is None:  # a commit with VAD off, or with no speech detected
             if self._history_audio.end_ms - self._input_start_ms < 100:
                 return self.error("input_audio_buffer_empty", "no audio to commit", event_type="input_audio_buffer.commit")
-            turn = _Turn(f"t{next(self._ids)}", self._input_start_ms)
+            turn = self._new_turn(self._input_start_ms)
         self._turn = None
         self._input_start_ms = self._history_audio.end_ms
         turn.timeline.mark("speech_end", self._stream_time(end.speech_end_ms))
         turn.timeline.mark("endpoint", now())
         self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(end.speech_end_ms))
         self._emit(EventKind.INPUT_COMMITTED, turn_id=turn.turn_id)
-        stt = turn.early_stt or self._spawn(self._transcribe(turn, self._history_audio.end_ms, final=True))
+        stt = turn.stt.final(min(self._history_audio.end_ms, end.speech_end_ms + 100.0))
         self._start_reply_task(turn, self._voice_turn(turn, stt))
 
+    def _new_turn(self, start_ms: float) -> _Turn:
+        turn = _Turn(f"t{next(self._ids)}", start_ms)
+
+        def on_partial(text: str) -> None:
+            if self._turn is turn:
+                self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn.turn_id, transcript=text)
+
+        turn.stt = TurnTranscriber(
+            self.engines.stt,
+            self._history_audio.slice_ms,
+            start_ms - self.settings.vad.prefix_padding_ms,
+            self._spawn,
+            self.settings.stt.partial_interval_ms,
+            on_partial if self.config.partials else None,
+        )
+        return turn
+
     def _drop_turn(self) -> None:
-        if self._turn and self._turn.early_stt:
-            self._turn.early_stt.cancel()
+        if self._turn is not None:
+            self._turn.stt.cancel()
         self._turn = None
-
-    async def _transcribe(self, turn: _Turn, end_ms: float, final: bool) -> Transcript:
-        pad_ms = self.settings.vad.prefix_padding_ms
-        audio = self._history_audio.slice_ms(turn.start_ms - pad_ms, end_ms + (100 if final else 0))
-        return await self.engines.stt.transcribe(audio, final=final)
-
-    def _maybe_partial(self) -> None:
-        turn = self._turn
-        if turn is None or not self.config.partials or self._partial_task is not None:
-            return
-        if self._vad_pos_ms - self._last_partial_ms < self.settings.stt.partial_interval_ms or turn.early_stt:
-            return
-        self._last_partial_ms = self._vad_pos_ms
-        self._partial_task = self._spawn(self._send_partial(turn))
-
-    async def _send_partial(self, turn: _Turn) -> None:
-        try:
-            transcript = await self._transcribe(turn, self._history_audio.end_ms, final=False)
-            if transcript.text and self._turn is turn:
-                self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn.turn_id, transcript=transcript.text)
-        except EngineError:
-            log.warning("session %s: partial transcription failed", self.session_id)
-        finally:
-            self._partial_task = None
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -323,6 +313,9 @@ class Session:
             self._release_turn(turn)
             raise
         turn.timeline.mark("stt_final", now())
+        turn.timeline.counters.update(
+            stt_reused_partial=turn.stt.reused_partial, stt_discarded_finals=turn.stt.discarded_finals
+        )
         self._emit(EventKind.TRANSCRIPT_FINAL, turn_id=turn.turn_id, transcript=transcript.text)
         self._log_text("user", transcript.text)
         if transcript.text.strip():

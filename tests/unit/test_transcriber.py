@@ -1,0 +1,117 @@
+"""Scheduling of a turn's STT passes: partial spacing, early final, reuse and discard."""
+
+import asyncio
+
+import numpy as np
+
+from voice_pipeline.engines.base import Transcript
+from voice_pipeline.transcriber import TurnTranscriber
+
+
+class GatedStt:
+    """Each pass waits until the test releases it; records the audio length it saw."""
+
+    name = "gated"
+
+    def __init__(self):
+        self.calls: list[tuple[bool, int]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def transcribe(self, audio, *, final):
+        self.calls.append((final, len(audio)))
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return Transcript(f"pass {len(self.calls)}", final, len(audio) / 16)
+
+    async def warm_up(self):
+        pass
+
+
+def audio(start_ms, end_ms):
+    return np.zeros(int(16 * (end_ms - start_ms)), dtype=np.float32)
+
+
+def make(stt, partials=True, interval_ms=500):
+    seen = []
+    spawn = asyncio.get_running_loop().create_task
+    transcriber = TurnTranscriber(stt, audio, 0.0, spawn, interval_ms, seen.append if partials else None)
+    return transcriber, seen
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_partials_are_spaced_and_never_overlap():
+    stt = GatedStt()
+    transcriber, seen = make(stt)
+    transcriber.maybe_partial(400)  # too early
+    transcriber.maybe_partial(600)
+    await settle()
+    transcriber.maybe_partial(1200)  # one still running
+    assert len(stt.calls) == 1
+    stt.gates[0].set()
+    await settle()
+    assert seen == ["pass 1"]
+    transcriber.maybe_partial(1200)
+    await settle()
+    assert stt.calls == [(False, 600 * 16), (False, 1200 * 16)]
+
+
+async def test_partials_off_means_no_partial_passes():
+    stt = GatedStt()
+    transcriber, _ = make(stt, partials=False)
+    transcriber.maybe_partial(5000)
+    await settle()
+    assert stt.calls == []
+
+
+async def test_pause_starts_the_final_pass_and_endpoint_uses_it():
+    stt = GatedStt()
+    transcriber, _ = make(stt, partials=False)
+    transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
+    final = transcriber.final(end_ms=1400)
+    await settle()
+    assert stt.calls == [(True, 1096 * 16)]
+    stt.gates[0].set()
+    assert (await final).text == "pass 1"
+
+
+async def test_resumed_speech_discards_the_early_final():
+    stt = GatedStt()
+    transcriber, _ = make(stt, partials=False)
+    transcriber.pause_started(1000, 1096)
+    await settle()
+    transcriber.speech_resumed()
+    assert transcriber.discarded_finals == 1
+    final = transcriber.final(2000)
+    await settle()
+    stt.gates[1].set()
+    assert (await final).text == "pass 2"
+
+
+async def test_running_partial_that_covers_the_speech_becomes_the_final():
+    stt = GatedStt()
+    transcriber, seen = make(stt)
+    transcriber.maybe_partial(1100)  # sees audio up to 1100 ms
+    await settle()
+    transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
+    final = transcriber.final(1100)
+    stt.gates[0].set()
+    assert (await final).text == "pass 1"
+    assert transcriber.reused_partial and len(stt.calls) == 1
+    assert seen == []  # its text is the final transcript, not a partial
+
+
+async def test_partial_that_misses_the_end_of_speech_is_not_reused():
+    stt = GatedStt()
+    transcriber, _ = make(stt)
+    transcriber.maybe_partial(800)
+    await settle()
+    transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
+    await settle()
+    assert not transcriber.reused_partial
+    assert stt.calls[-1] == (True, 1096 * 16)
+    transcriber.cancel()
