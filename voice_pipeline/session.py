@@ -21,7 +21,8 @@ from . import commands_in as cmd
 from .audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
 from .audio_history import AudioHistory
 from .bounded import DropOldestQueue
-from .engines.base import ChatMessage, LanguageModel, SpeechToText, TextToSpeech
+from .conversation import Conversation
+from .engines.base import LanguageModel, SpeechToText, TextToSpeech
 from .errors import EngineError, ProtocolError
 from .events import EventKind, ServerEvent, now
 from .metrics import PipelineMetrics, TurnTimeline
@@ -65,8 +66,7 @@ class Session:
         self.session_id, self.settings, self.engines, self.metrics = session_id, settings, engines, metrics
         self.config = SessionConfig.from_settings(settings, engines.system_prompt)
         self.started = False
-        self.history: list[ChatMessage] = []
-        self.transcript_log: list[tuple[str, str]] = []  # kept across conversation.reset
+        self.conversation = Conversation(settings.llm.history_turns)
         self.outbox = Outbox(
             session_id, settings.tts.frame_ms, settings.tts.pacing_lead_ms, on_first_audio=self._on_first_audio
         )
@@ -83,7 +83,6 @@ class Session:
         self._reply_task: asyncio.Task | None = None
         self._active_turn_id: str | None = None
         self._reply_record: ReplyRecord | None = None
-        self._reply_user_index = 0  # where the current reply's user message sits in the history
         self._reply_timelines: dict[str, TurnTimeline] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -146,7 +145,7 @@ class Session:
             case cmd.ResetConversation():
                 self._interrupt("reset")
                 await self._wait_reply_finished()
-                self.history.clear()
+                self.conversation.reset()
                 self._emit(EventKind.RESET_DONE)
 
     def error(self, code: str, message: str, recoverable: bool = True, event_type: str | None = None) -> None:
@@ -180,13 +179,13 @@ class Session:
         self._emit(kind, session=new.to_wire(), limits=self._limits())
 
     def _turn_config(self) -> TurnConfig:
-        vad, config = self.settings.vad, getattr(self, "config", None)
+        vad, config = self.settings.vad, self.config
         return TurnConfig(
-            threshold=config.vad_threshold if config else vad.threshold,
+            threshold=config.vad_threshold,
             min_speech_ms=vad.min_speech_ms,
-            endpoint_silence_ms=config.silence_duration_ms if config else vad.endpoint_silence_ms,
+            endpoint_silence_ms=config.silence_duration_ms,
             barge_in_min_speech_ms=vad.barge_in_min_speech_ms,
-            vad_enabled=config.vad_enabled if config else True,
+            vad_enabled=config.vad_enabled,
         )
 
     def _limits(self) -> dict:
@@ -317,7 +316,6 @@ class Session:
             stt_reused_partial=turn.stt.reused_partial, stt_discarded_finals=turn.stt.discarded_finals
         )
         self._emit(EventKind.TRANSCRIPT_FINAL, turn_id=turn.turn_id, transcript=transcript.text)
-        self._log_text("user", transcript.text)
         if transcript.text.strip():
             await self._reply(turn, transcript.text)
         else:
@@ -327,16 +325,15 @@ class Session:
         self._interrupt("new_input")
         turn = _Turn(f"t{next(self._ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
         turn.timeline.mark("input_end", now())
-        self._log_text("user", text)
         self._start_reply_task(turn, self._reply(turn, text))
 
     async def _reply(self, turn: _Turn, user_text: str) -> None:
         record = ReplyRecord(f"r{next(self._ids)}")
         self._reply_record = record
         self._reply_timelines[record.response_id] = turn.timeline
-        messages = [ChatMessage("system", self.config.instructions), *self._recent_history(), ChatMessage("user", user_text)]
-        self.history.append(ChatMessage("user", user_text))
-        self._reply_user_index = len(self.history) - 1
+        messages = self.conversation.prompt(self.config.instructions, user_text)
+        self.conversation.add_user(user_text)
+        self._log_text("user", user_text)
         self.outbox.open_reply(record.response_id, self.config.output_rate_hz)
         self._emit(EventKind.RESPONSE_CREATED, turn_id=turn.turn_id, response_id=record.response_id)
         reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, self.engines.llm, self.engines.tts,
@@ -370,8 +367,8 @@ class Session:
         self._release_turn(turn)
         self.outbox.end_reply(record.response_id)
         heard = record.text if status == "completed" else record.played_text(self.outbox.played_ms(record.response_id))
-        if heard:
-            self.history.append(ChatMessage("assistant", heard))
+        self.conversation.set_reply(heard)
+        self.conversation.log_reply(heard)
         self._log_text("assistant", heard)
         data = {"status": status, "text": record.text, "played_text": heard}
         if reason:
@@ -382,9 +379,6 @@ class Session:
         self._emit(EventKind.TURN_METRICS, turn_id=turn.turn_id, response_id=record.response_id,
                    input="text" if turn.timeline.origin == "input_end" else "audio", **summary)
         self.metrics.observe_turn(summary, "text" if turn.timeline.origin == "input_end" else "audio", status)
-
-    def _recent_history(self) -> list[ChatMessage]:
-        return self.history[-2 * self.settings.llm.history_turns :]
 
     def _interrupt(self, reason: str) -> None:
         task, record = self._reply_task, self._reply_record
@@ -406,12 +400,7 @@ class Session:
         record = self._reply_record
         if record is None or record.response_id != response_id or not isinstance(audio_end_ms, (int, float)):
             return self.error("invalid_event", f"no reply {response_id!r} to truncate", event_type="conversation.item.truncate")
-        heard = record.played_text(max(0.0, float(audio_end_ms)))
-        at = self._reply_user_index + 1
-        if at < len(self.history) and self.history[at].role == "assistant":
-            del self.history[at]
-        if heard:
-            self.history.insert(at, ChatMessage("assistant", heard))
+        self.conversation.set_reply(record.played_text(max(0.0, float(audio_end_ms))))
 
     def _on_first_audio(self, response_id: str, t: float) -> None:
         timeline = self._reply_timelines.pop(response_id, None)
@@ -430,6 +419,5 @@ class Session:
         return task
 
     def _log_text(self, role: str, text: str) -> None:
-        self.transcript_log.append((role, text))
         if self.settings.server.log_transcripts:
             log.info("session %s %s: %s", self.session_id, role, text)

@@ -120,7 +120,7 @@ async def test_barge_in_clears_audio_cancels_llm_and_keeps_only_what_was_heard()
     assert order.index("input_audio_buffer.speech_started") < order.index("output_audio_buffer.cleared") < order.index("response.done")
     cleared_at = next(i for i, (k, item) in enumerate(h.sink.items) if k == "event" and item is cleared)
     assert not any(k == "audio" and item.response_id == rid for k, item in h.sink.items[cleared_at:])
-    assert h.session.history[-1].content == "Paris is"
+    assert h.session.conversation.history[-1].content == "Paris is"
     assert h.metrics.interruptions._value.get() == 1
 
 
@@ -149,8 +149,8 @@ async def test_reset_clears_context_but_keeps_transcript_log():
         await h.sink.wait_for("response.done")
         await h.session.handle(cmd.ResetConversation())
         await h.sink.wait_for("conversation.reset.done")
-        assert h.session.history == []
-        assert ("user", "remember me") in h.session.transcript_log
+        assert h.session.conversation.history == []
+        assert ("user", "remember me") in h.session.conversation.log
 
 
 async def test_stt_failure_is_reported_and_the_session_goes_on():
