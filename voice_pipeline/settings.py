@@ -37,7 +37,7 @@ class VadSettings:
 
 @dataclass
 class SttSettings:
-    model: str = "tiny.en"  # "tiny.en" (embedded) or a path to a CTranslate2 whisper model dir
+    model: str = "tiny.en"  # "tiny.en" (embedded), "base" (the stt-base extra) or a CTranslate2 model dir
     device: str = "auto"  # auto | cpu | cuda
     compute_type: str = "auto"  # auto -> int8 on CPU, float16 on CUDA
     cpu_threads: int = 0  # 0 -> all cores
