@@ -57,6 +57,7 @@ class LlmSettings:
     max_tokens: int = 96
     temperature: float = 0.3
     history_turns: int = 8
+    instances: int = 2  # llama.cpp contexts: sessions generating at the same time
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt
 
 

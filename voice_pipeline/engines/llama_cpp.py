@@ -3,10 +3,14 @@
 llama-cpp-python keeps the tokens it last evaluated and, on the next call, evaluates only what
 follows the longest common prefix. Every prompt starts with the same system prompt, so after
 `warm_up` its KV state is reused by every turn and the first token never pays for it again.
+
+One llama.cpp context generates one reply at a time; `instances` contexts (each warmed) let that
+many sessions generate at once instead of waiting for each other's whole replies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
@@ -27,6 +31,7 @@ class LlamaCppLlm:
         n_gpu_layers: int = -1,
         max_tokens: int = 96,
         temperature: float = 0.3,
+        instances: int = 1,
     ) -> None:
         import llama_cpp
 
@@ -34,16 +39,19 @@ class LlamaCppLlm:
         gpu = llama_cpp.llama_supports_gpu_offload()
         self.name = "llama.cpp:" + os.path.basename(model_path) + (f"+{os.path.basename(lora_path)}" if lora_path else "")
         self.max_tokens, self.temperature = max_tokens, temperature
-        self._llm = llama_cpp.Llama(
-            model_path=model_path,
-            lora_path=lora_path or None,
-            n_ctx=n_ctx,
-            n_threads=n_threads or (os.cpu_count() or 1),
-            n_gpu_layers=n_gpu_layers if gpu else 0,
-            verbose=False,
-        )
-        # One model state, one thread: requests from several sessions queue here in order.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self._contexts = [
+            llama_cpp.Llama(
+                model_path=model_path,
+                lora_path=lora_path or None,
+                n_ctx=n_ctx,
+                n_threads=n_threads or (os.cpu_count() or 1),
+                n_gpu_layers=n_gpu_layers if gpu else 0,
+                verbose=False,
+            )
+            for _ in range(max(1, instances))
+        ]
+        self._free: asyncio.Queue | None = None  # created on first use, inside the event loop
+        self._executor = ThreadPoolExecutor(max_workers=len(self._contexts), thread_name_prefix="llm")
 
     @classmethod
     def from_settings(cls, settings) -> "LlamaCppLlm":
@@ -55,18 +63,28 @@ class LlamaCppLlm:
             n_gpu_layers=settings.n_gpu_layers,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
+            instances=settings.instances,
         )
 
-    def _completion(self, messages: Sequence[ChatMessage], max_tokens: int):
-        return self._llm.create_chat_completion(
+    def _completion(self, llm, messages: Sequence[ChatMessage], max_tokens: int):
+        return llm.create_chat_completion(
             messages=[{"role": m.role, "content": m.content} for m in messages],
             stream=True,
             max_tokens=max_tokens,
             temperature=self.temperature,
         )
 
+    def _pool(self) -> asyncio.Queue:
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for context in self._contexts:
+                self._free.put_nowait(context)
+        return self._free
+
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]:
-        chunks = iterate_in_thread(lambda: self._completion(messages, max_tokens or self.max_tokens), self._executor)
+        pool = self._pool()
+        llm = await pool.get()
+        chunks = iterate_in_thread(lambda: self._completion(llm, messages, max_tokens or self.max_tokens), self._executor)
         try:
             async for chunk in chunks:
                 content = chunk["choices"][0]["delta"].get("content")
@@ -78,8 +96,14 @@ class LlamaCppLlm:
             raise EngineError("llm", f"{type(exc).__name__}: {exc}") from exc
         finally:
             await chunks.aclose()
+            pool.put_nowait(llm)
 
     async def warm_up(self, system_prompt: str) -> None:
+        """Evaluate the system prompt in every context, so its KV state is cached everywhere."""
         messages = [ChatMessage("system", system_prompt), ChatMessage("user", "Hello.")]
-        async for _ in self.stream(messages, max_tokens=2):
-            pass
+
+        async def one() -> None:
+            async for _ in self.stream(messages, max_tokens=2):
+                pass
+
+        await asyncio.gather(*(one() for _ in self._contexts))
