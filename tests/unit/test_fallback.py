@@ -101,7 +101,7 @@ async def test_failure_after_tokens_ends_with_the_notice_and_does_not_splice() -
     local = FakeLLM("local", ["Hi."])
     record = FallbackRecord()
     text = await collect(FallbackLLM([remote, local], cut_notice="Sorry, lost it."), record)
-    assert text == "The answer is Sorry, lost it."
+    assert text == "The answer is... Sorry, lost it."
     assert outcomes(record) == [("remote", Outcome.CUT)]
     assert record.answered_by == "remote" and record.cut and local.calls == 0
 
@@ -197,3 +197,19 @@ async def test_summary_lists_attempts_in_order_for_metrics() -> None:
     assert [(a["engine"], a["outcome"]) for a in summary["llm_attempts"]] == [("remote", "error"), ("local", "answered")]
     assert summary["llm_attempts"][0]["first_token_ms"] is None
     assert summary["llm_attempts"][1]["first_token_ms"] is not None
+
+
+async def test_notice_after_a_finished_sentence_needs_no_ellipsis() -> None:
+    remote = FakeLLM("remote", ["Paris.", EngineError("llm", "cut")])
+    assert await collect(FallbackLLM([remote], cut_notice="Sorry."), FallbackRecord()) == "Paris. Sorry."
+
+
+class RaisesOnCall(FakeLLM):
+    def stream(self, messages, *, max_tokens=None):
+        raise EngineError("llm", "not configured")
+
+
+async def test_engine_failing_when_called_falls_back() -> None:
+    record = FallbackRecord()
+    assert await collect(FallbackLLM([RaisesOnCall("remote", []), FakeLLM("local", ["Hi."])]), record) == "Hi."
+    assert outcomes(record) == [("remote", Outcome.ERROR), ("local", Outcome.ANSWERED)]

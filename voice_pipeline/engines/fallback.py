@@ -170,24 +170,31 @@ class _LevelAttempt:
         self.first_token_ms: float | None = None
 
     async def run(self, messages: Sequence[ChatMessage], max_tokens: int | None) -> AsyncIterator[str]:
-        tokens = self.engine.stream(messages, max_tokens=max_tokens).__aiter__()
+        try:
+            tokens = self.engine.stream(messages, max_tokens=max_tokens).__aiter__()
+        except EngineError as exc:  # an engine that fails before it even returns a stream
+            self._finish(Outcome.ERROR, _short(exc))
+            return
         settled = False
+        last_text = ""
         try:
             first = await self._first_token(tokens)
             self.answered = True
             self.record.answered_by, self.record.answered_level = self.engine.name, self.level
             self.record.tokens += 1
+            last_text = first
             yield first
             async with aclosing(self._rest(tokens)) as rest:
                 async for text in rest:
                     self.record.tokens += 1
+                    last_text = text
                     yield text
             settled = True
         except _Failed as failure:
             settled = True
             self._finish(failure.outcome, failure.reason)
             if self.answered and self.owner.cut_notice:
-                yield " " + self.owner.cut_notice
+                yield _notice_after(last_text, self.owner.cut_notice)
         finally:
             await _close(tokens)
             if not settled:
@@ -242,6 +249,11 @@ class _LevelAttempt:
             self.breaker.record_success()
         else:
             self.breaker.record_failure()
+
+
+def _notice_after(last_text: str, notice: str) -> str:
+    """End the cut sentence audibly ("...") unless it already ended, then the notice."""
+    return (" " if last_text.rstrip().endswith((".", "!", "?")) else "... ") + notice
 
 
 def _short(exc: EngineError) -> str:
