@@ -102,6 +102,7 @@ def test_spoken_question_is_transcribed_answered_played_and_measured(server_url,
     assert bars.count() == len(metrics["stages_ms"]) > 0
     assert [row.get_attribute("data-stage") for row in turn.locator(".stage").all()] == list(metrics["stages_ms"])
     assert "Median voice-to-voice" in page.locator("#latency-summary").inner_text()
+    assert not [line for line in page.console_lines if line.startswith(("pageerror", "error"))], page.console_lines
 
     screenshot = os.environ.get("VPTEST_SCREENSHOT")
     if screenshot:
