@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     bench.add_argument("--max-concurrency", type=int, help="largest N tried (default 16; 2 with --quick)")
     bench.add_argument("--items-per-session", type=int, help="items each concurrent session plays (default 3)")
     bench.add_argument("--baselines", help="comma-separated systems to compare (see voice_pipeline/bench/systems.py)")
+    bench.add_argument("--baseline-items", type=int, help="items each baseline plays (default 8; 2 with --quick)")
+    bench.add_argument("--items", type=int, help="play only the first N corpus items (default: all; --quick: its own 4)")
     bench.add_argument("--corpus", help="corpus definition (default bench/corpus/v1.json)")
     bench.set_defaults(run=_bench)
 
@@ -44,6 +46,10 @@ def _bench(args: argparse.Namespace) -> int:
         overrides["items_per_session"] = args.items_per_session
     if args.corpus:
         overrides["corpus_path"] = args.corpus
+    if args.items:
+        overrides["max_items"] = args.items
+    if args.baseline_items:
+        overrides["baseline_items"] = args.baseline_items
     if args.baselines is not None:
         names = tuple(n for n in args.baselines.split(",") if n)
         unknown = [n for n in names if n not in SYSTEMS]

@@ -72,7 +72,8 @@ def write_charts(report: dict, out_dir: Path) -> dict[str, Path]:
 def _cdf(ax, values, label, **style) -> None:
     present = sorted(v for v in values if v is not None)
     if present:
-        ax.step(present, [(i + 1) / len(present) for i in range(len(present))], where="post", label=label, **style)
+        fractions = [0.0] + [(i + 1) / len(present) for i in range(len(present))]
+        ax.step([present[0], *present], fractions, where="post", label=label, **style)
 
 
 def _save(fig, path: Path) -> Path:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import corpus as corpus_mod
 from .procstat import ProcessMeter, machine_info, versions
+from .stats import summarize
 from .summary import summarize_run
 from .systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
 
@@ -19,6 +20,7 @@ log = logging.getLogger("voice_pipeline.bench")
 @dataclass(frozen=True)
 class RunConfig:
     quick: bool = False
+    max_items: int = 0  # 0: every item of the corpus (or of its quick set)
     corpus_path: str = str(corpus_mod.DEFAULT_CORPUS)
     limit_ms: float = 2500.0  # p95 voice-to-voice beyond which the concurrency sweep stops
     max_concurrency: int = 16
@@ -42,6 +44,7 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
     started_t = time.monotonic()
     corpus = corpus_mod.Corpus.load(config.corpus_path)
     items = corpus.select(corpus.quick_ids if config.quick else None)
+    items = items[: config.max_items] if config.max_items else items
     progress(f"bench: synthesizing {len(items)} corpus items")
     t = time.monotonic()
     spoken = await asyncio.to_thread(corpus_mod.build, corpus, items)
@@ -122,8 +125,6 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
     level = [s for per_session in results for s in per_session]
     resources = meter.stop() if meter else {}
     done = [s.voice_to_voice_ms for s in level if s.voice_to_voice_ms is not None]
-    from .stats import summarize
-
     stats = summarize(done)
     progress(f"bench: {label} N={sessions}: {len(level)} turns, p50 {stats['p50']} ms, p95 {stats['p95']} ms "
              f"voice-to-voice ({time.monotonic() - t:.0f} s)")
