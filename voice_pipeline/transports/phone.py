@@ -57,8 +57,8 @@ class PhoneLine(Protocol):
 class PhoneSink:
     """The session's Sink for a phone call: audio to the line; barge-in cuts the history to what was heard."""
 
-    def __init__(self, line: PhoneLine, session: Session, label: str) -> None:
-        self.line, self.session, self.label = line, session, label
+    def __init__(self, line: PhoneLine, session: Session) -> None:
+        self.line, self.session, self.label = line, session, session.session_id
         self._heard_ms: dict[str, float] = {}  # cleared replies -> heard, applied at their response.done
 
     async def send_audio(self, chunk: AudioChunk) -> None:

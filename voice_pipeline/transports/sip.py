@@ -67,13 +67,13 @@ class SipCallHandler:
 
     def __init__(self, server: PipelineServer, call: SipCall) -> None:
         self.server, self.call = server, call
-        self.label = f"sip {call.call_id}"
+        self.label = f"sip-call-{call.call_id}"
         self.session: Session | None = None
 
     async def run(self) -> None:
         line = SipLine(self.call)
         async with phone_session(self.server, "sip-",
-                                 lambda session: PhoneSink(line, session, self.label)) as (session, runner):
+                                 lambda session: PhoneSink(line, session)) as (session, runner):
             self.session, self.label = session, session.session_id
             log.info("call %s started (sip)", self.label)
             await self._relay(session, runner)
