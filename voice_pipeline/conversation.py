@@ -34,6 +34,9 @@ class Conversation:
         if heard:
             self.history.insert(at, ChatMessage("assistant", heard))
 
+    def last_reply(self) -> str | None:
+        return next((m.content for m in reversed(self.history) if m.role == "assistant"), None)
+
     def log_reply(self, heard: str) -> None:
         self.log.append(("assistant", heard))
 

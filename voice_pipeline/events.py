@@ -32,6 +32,7 @@ class EventKind(enum.StrEnum):
     RESPONSE_DONE = "response.done"
     TURN_METRICS = "turn.metrics"
     RESET_DONE = "conversation.reset.done"
+    ESCALATION = "conversation.escalation"
     ERROR = "error"
 
 

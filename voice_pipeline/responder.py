@@ -62,6 +62,7 @@ class ReplyPlan:
     first_piece_min_words: int = 3
     piece_min_words: int = 8
     stream_text: bool = True  # False: the whole reply is written before any of it is spoken
+    llm_record: object | None = None  # a FallbackRecord, filled in by a cascading LLM
 
 
 class Reply:
@@ -96,23 +97,42 @@ class Reply:
             raise group_error.exceptions[0] from None  # the first failure decides the reply's fate
         self._event(EventKind.RESPONSE_TEXT_DONE, text=self.record.text)
 
-    async def speak_text(self, text: str) -> None:
-        """Speak a fixed text (templates, fallbacks) through the same TTS path."""
-        pieces: asyncio.Queue[str | None] = asyncio.Queue(_PIECE_QUEUE)
+    async def speak_text(self, text: str, cached: np.ndarray | None = None, cached_rate_hz: int = 0) -> None:
+        """Speak a fixed text (templates, fallbacks): from cached audio if given, else through TTS."""
         self.timeline.mark("llm_first_token", now())
-        self.record.text = text
+        self.timeline.mark("first_piece", now())
+        self.record.text = (self.record.text + " " + text).strip()
         self._event(EventKind.RESPONSE_TEXT_DELTA, delta=text)
+        if cached is not None or self.tts is None:
+            if cached is not None:
+                await self.add_cached(text, cached, cached_rate_hz)
+            self._event(EventKind.RESPONSE_TEXT_DONE, text=self.record.text)
+            return
+        pieces: asyncio.Queue[str | None] = asyncio.Queue(_PIECE_QUEUE)
         chunker = SpeakableChunker()
         for piece in [*chunker.push(text + " "), *chunker.flush()]:
-            self.timeline.mark("first_piece", now())
             await pieces.put(piece)
         await pieces.put(None)
         await self._speak(pieces)
-        self._event(EventKind.RESPONSE_TEXT_DONE, text=text)
+        self._event(EventKind.RESPONSE_TEXT_DONE, text=self.record.text)
+
+    def text_only(self, text: str) -> None:
+        """A reply the client can show but not hear (no audio could be made)."""
+        self.record.text = (self.record.text + " " + text).strip()
+        self._event(EventKind.RESPONSE_TEXT_DELTA, delta=text)
+        self._event(EventKind.RESPONSE_TEXT_DONE, text=self.record.text)
+
+    async def add_cached(self, text: str, audio: np.ndarray, rate_hz: int) -> None:
+        """Queue pre-synthesized audio (no TTS call); it counts as spoken text for the history."""
+        self.timeline.mark("tts_first_audio", now())
+        out = StreamingResampler(rate_hz, self.output_rate_hz).process(audio, final=True)
+        self.record.pieces.append(SpokenPiece(text, 1000.0 * len(out) / self.output_rate_hz))
+        await self.outbox.add_audio(self.record.response_id, out)
 
     async def _write(self, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
         chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words)
-        stream = self.llm.stream(plan.messages, max_tokens=plan.max_tokens)
+        extra = {"record": plan.llm_record} if plan.llm_record is not None else {}
+        stream = self.llm.stream(plan.messages, max_tokens=plan.max_tokens, **extra)
         try:
             async for delta in stream:
                 self.record.tokens += 1

@@ -27,7 +27,11 @@ from .errors import EngineError, ProtocolError
 from .events import EventKind, ServerEvent, now
 from .metrics import PipelineMetrics, TurnTimeline
 from .outbox import Outbox, Sink
+from .answer_flow import last_resort, produce
+from .answering import Answer, Answerer
+from .phrasebook import SORRY, STT_OFF, Phrasebook
 from .responder import Reply, ReplyPlan, ReplyRecord
+from .routing.instant import InstantAction
 from .session_config import SessionConfig
 from .settings import Settings
 from .transcriber import TurnTranscriber
@@ -39,12 +43,14 @@ VAD_FRAME_MS = 32.0
 
 @dataclass
 class Engines:
-    stt: SpeechToText
-    llm: LanguageModel
+    stt: SpeechToText | None  # None: switched off (capabilities.stt)
+    llm: LanguageModel | None  # None: switched off (capabilities.llm)
     tts: TextToSpeech | None
     make_vad: Callable[[], object]  # returns an object with process(audio_16k) -> list[float]
     system_prompt: str
     vad_executor: Executor | None = None
+    answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
+    phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
 
 
 @dataclass
@@ -85,6 +91,8 @@ class Session:
         self._reply_record: ReplyRecord | None = None
         self._reply_timelines: dict[str, TurnTimeline] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.phrases = engines.phrases or Phrasebook(22_050)
+        self._last_resorts_in_row = 0
 
     # -- transport-facing API -----------------------------------------------------------------
 
@@ -230,7 +238,7 @@ class Session:
                     self._turn = self._new_turn(start_ms)
                     self._emit(EventKind.SPEECH_STARTED, turn_id=self._turn.turn_id, audio_start_ms=round(start_ms))
                 case SilenceStarted(speech_end_ms):
-                    if self._turn and self.settings.stt.early_final:
+                    if self._turn and self.settings.stt.early_final and self.settings.capabilities.stt:
                         self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
                 case SpeechResumed():
                     if self._turn:
@@ -252,8 +260,10 @@ class Session:
         turn.timeline.mark("endpoint", now())
         self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(end.speech_end_ms))
         self._emit(EventKind.INPUT_COMMITTED, turn_id=turn.turn_id)
+        if not self.settings.capabilities.stt:  # an off-state: say so, from cached audio
+            return self._start_reply_task(turn, self._reply, turn, None, STT_OFF)
         stt = turn.stt.final(min(self._history_audio.end_ms, end.speech_end_ms + 100.0))
-        self._start_reply_task(turn, self._voice_turn(turn, stt))
+        self._start_reply_task(turn, self._voice_turn, turn, stt)
 
     def _new_turn(self, start_ms: float) -> _Turn:
         turn = _Turn(f"t{next(self._ids)}", start_ms)
@@ -268,7 +278,7 @@ class Session:
             start_ms - self.settings.vad.prefix_padding_ms,
             self._spawn,
             self.settings.stt.partial_interval_ms,
-            on_partial if self.config.partials else None,
+            on_partial if self.config.partials and self.settings.capabilities.stt else None,
         )
         return turn
 
@@ -279,23 +289,19 @@ class Session:
 
     # -- replies ------------------------------------------------------------------------------
 
-    def _start_reply_task(self, turn: _Turn, coro) -> None:
+    def _start_reply_task(self, turn: _Turn, reply, *args) -> None:
         """Run a turn's reply after the previous one has finished its bookkeeping (history)."""
         previous = self._reply_task
         self._active_turn_id = turn.turn_id
         self._turns.response_started()  # thinking counts: speech now is a barge-in
         self._reply_record = None
-        self._reply_task = self._spawn(self._after(previous, coro))
+        self._reply_task = self._spawn(self._after(previous, reply, *args))
 
     @staticmethod
-    async def _after(previous: asyncio.Task | None, coro):
-        try:
-            if previous is not None and not previous.done():
-                await asyncio.wait([previous])
-        except asyncio.CancelledError:
-            coro.close()
-            raise
-        return await coro
+    async def _after(previous: asyncio.Task | None, reply, *args):
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        return await reply(*args)
 
     def _release_turn(self, turn: _Turn) -> None:
         if self._active_turn_id == turn.turn_id:
@@ -304,11 +310,17 @@ class Session:
 
     async def _voice_turn(self, turn: _Turn, stt: asyncio.Task) -> None:
         try:
-            transcript = await stt
-        except EngineError as exc:
-            self._release_turn(turn)
-            return self.error("stage_failed", str(exc))
+            transcript = await asyncio.wait_for(asyncio.shield(stt), self.settings.budgets.stt_final_ms / 1000.0)
+        except (EngineError, TimeoutError) as exc:  # the next level of the cascade: the cached apology
+            stt.cancel()
+            why = "budget" if isinstance(exc, TimeoutError) else "failed"
+            self.metrics.fallbacks.labels("stt", why).inc()
+            turn.timeline.counters["stt_fallback"] = why
+            if why == "failed":
+                self.error("stage_failed", str(exc))
+            return await self._reply(turn, None, fixed=SORRY)
         except asyncio.CancelledError:
+            stt.cancel()
             self._release_turn(turn)
             raise
         turn.timeline.mark("stt_final", now())
@@ -325,24 +337,52 @@ class Session:
         self._interrupt("new_input")
         turn = _Turn(f"t{next(self._ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
         turn.timeline.mark("input_end", now())
-        self._start_reply_task(turn, self._reply(turn, text))
+        self._start_reply_task(turn, self._reply, turn, text)
 
-    async def _reply(self, turn: _Turn, user_text: str) -> None:
+    def _answer_for(self, user_text: str | None, fixed: str | None) -> Answer:
+        if fixed is not None:
+            return Answer("cached", "fallback", text=fixed)
+        if self.engines.answerer is None:
+            return Answer("small", "routing_off", llm=self.engines.llm)
+        return self.engines.answerer.plan(user_text, self.conversation.last_reply())
+
+    async def _reply(self, turn: _Turn, user_text: str | None, fixed: str | None = None) -> None:
+        """Reply to `user_text`, or speak `fixed` (a cascade answer for a turn that got no text)."""
+        answer = self._answer_for(user_text, fixed)
+        counters = turn.timeline.counters
+        counters.update(route=answer.route, route_reason=answer.reason, route_ms=answer.route_ms)
+        if answer.confidence is not None:
+            counters["route_confidence"] = round(answer.confidence, 3)
+        if answer.action is not None:
+            counters["action"] = answer.action.value
+        self.metrics.routes.labels(answer.route).inc()
+        if answer.action is InstantAction.CANCEL:  # "stop": the barge-in already silenced the reply
+            return self._release_turn(turn)
         record = ReplyRecord(f"r{next(self._ids)}")
         self._reply_record = record
         self._reply_timelines[record.response_id] = turn.timeline
-        messages = self.conversation.prompt(self.config.instructions, user_text)
-        self.conversation.add_user(user_text)
-        self._log_text("user", user_text)
+        messages = self.conversation.prompt(self.config.instructions, user_text or "")
+        if user_text is not None:
+            self.conversation.add_user(user_text)
+            self._log_text("user", user_text)
         self.outbox.open_reply(record.response_id, self.config.output_rate_hz)
         self._emit(EventKind.RESPONSE_CREATED, turn_id=turn.turn_id, response_id=record.response_id)
-        reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, self.engines.llm, self.engines.tts,
-                      self.outbox, self.config.output_rate_hz, self.outbox.emit)
-        llm = self.settings.llm
-        status, reason = "completed", None
+        reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, answer.llm or self.engines.llm,
+                      self.engines.tts, self.outbox, self.config.output_rate_hz, self.outbox.emit)
+        tts = self.settings.tts
+        plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
+                         tts.stream_text)
+        status, reason, level = "completed", None, "none"
         try:
-            await reply.run(ReplyPlan(messages, llm.max_tokens, self.settings.tts.first_piece_min_words,
-                                      self.settings.tts.piece_min_words, self.settings.tts.stream_text))
+            try:
+                level = await produce(reply, answer, plan, self.phrases, counters)
+            except EngineError as exc:
+                self.error("stage_failed", str(exc))
+                self.metrics.fallbacks.labels(exc.stage, "failed").inc()
+                reason = "fallback"
+                level = await last_resort(reply, self.phrases, exc)
+                if level == "partial":  # the answer broke off after the user started hearing it
+                    status, reason = "failed", str(exc)
             self.outbox.end_reply(record.response_id)
             await self.outbox.wait_sent(record.response_id)
             if self.outbox.sent_ms(record.response_id):
@@ -351,17 +391,29 @@ class Session:
         except asyncio.CancelledError:
             status, reason = "cancelled", "interrupted"
             raise
-        except EngineError as exc:
-            status, reason = "failed", str(exc)
-            self.outbox.flush(record.response_id)
-            self.error("stage_failed", reason)
         except Exception as exc:  # a bug must not end the session: report it and go on
             log.exception("session %s: reply failed", self.session_id)
             status, reason = "failed", f"internal error: {type(exc).__name__}"
             self.outbox.flush(record.response_id)
             self.error("stage_failed", reason)
         finally:
+            counters["answered_by"] = level
+            self._count_answer(level, status)
             self._finish_reply(turn, record, status, reason)
+
+    def _count_answer(self, level: str, status: str) -> None:
+        """Consecutive last resorts mean the assistant cannot help: escalate (e.g. a transfer)."""
+        self.metrics.answers.labels(level).inc()
+        if status == "cancelled":
+            return
+        if level not in ("cached", "none"):
+            self._last_resorts_in_row = 0
+            return
+        self._last_resorts_in_row += 1
+        if self._last_resorts_in_row >= self.settings.budgets.escalate_after_failures:
+            self._last_resorts_in_row = 0
+            self.metrics.escalations.inc()
+            self._emit(EventKind.ESCALATION, reason="repeated_failures")
 
     def _finish_reply(self, turn: _Turn, record: ReplyRecord, status: str, reason: str | None) -> None:
         self._release_turn(turn)

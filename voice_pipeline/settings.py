@@ -87,6 +87,50 @@ class TelephonySettings:
 
 
 @dataclass
+class RemoteSettings:
+    """The `large` route: any OpenAI-compatible streaming chat endpoint (empty url: none)."""
+
+    url: str = ""  # e.g. http://127.0.0.1:8080/v1
+    model: str = ""
+    api_key: str = ""
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 120.0
+    max_tokens: int = 512
+    temperature: float = 0.3
+    first_token_ms: int = 1500  # budget before the cascade falls back to the local model
+    stall_ms: int = 3000  # longest pause between tokens once the reply has started
+    breaker_failures: int = 3
+    breaker_cool_down_s: float = 30.0
+    filler: bool = True  # speak a short cached filler while the remote model gets going
+
+
+@dataclass
+class RoutingSettings:
+    enabled: bool = True  # off: every turn goes to the local small model
+    weights_path: str = ""  # empty -> models/router/weights-v1.npz
+
+
+@dataclass
+class BudgetSettings:
+    """Per-stage latency budgets (ms); a stage that misses its budget hands over to the next level."""
+
+    stt_final_ms: int = 4000  # from the endpoint to the final transcript
+    llm_first_token_ms: int = 4000  # local small model, from the request
+    escalate_after_failures: int = 2  # consecutive "sorry" answers before an escalation event
+
+
+@dataclass
+class CapabilitySettings:
+    """Off-states are product states: STT off asks for text, LLM off answers from templates only,
+    TTS off gives text-only replies."""
+
+    stt: bool = True
+    llm: bool = True
+    tts: bool = True
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     vad: VadSettings = field(default_factory=VadSettings)
@@ -94,6 +138,10 @@ class Settings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    capabilities: CapabilitySettings = field(default_factory=CapabilitySettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> "Settings":

@@ -65,10 +65,10 @@ class FakeLlm:
         self.calls.append(list(messages))
         try:
             for i, token in enumerate(self.tokens):
-                if self.fail_after is not None and i == self.fail_after:
-                    raise EngineError("llm", "scripted failure")
                 if self.hold_after is not None and i == self.hold_after:
                     await self.release.wait()
+                if self.fail_after is not None and i == self.fail_after:
+                    raise EngineError("llm", "scripted failure")
                 yield token
         finally:
             self.closed += 1

@@ -164,9 +164,11 @@ async def test_stt_failure_is_reported_and_the_session_goes_on():
 
 
 async def test_llm_failure_mid_reply_fails_that_reply_only():
-    llm = FakeLlm(fail_after=2)
+    llm = FakeLlm(hold_after=5, fail_after=5)  # fails once the first piece is being heard
     async with Harness(fake_engines(llm=llm)) as h:
         await h.session.handle(cmd.UserText("break"))
+        await h.sink.wait_for("output_audio_buffer.started")
+        llm.release.set()
         done = await h.sink.wait_for("response.done")
         assert done.data["status"] == "failed"
         llm.fail_after = None
@@ -264,3 +266,83 @@ async def test_tts_off_gives_text_only_replies():
         done = await h.sink.wait_for("response.done")
     assert done.data["status"] == "completed" and done.data["text"]
     assert not [item for kind, item in h.sink.items if kind == "audio"]
+
+
+async def test_llm_failing_before_any_text_gives_the_apology_then_escalates():
+    from voice_pipeline.phrasebook import SORRY
+
+    llm = FakeLlm(fail_after=0)
+    settings = make_settings()
+    settings.budgets.escalate_after_failures = 2
+    async with Harness(fake_engines(llm=llm), settings) as h:
+        await h.session.handle(cmd.UserText("one"))
+        first = await h.sink.wait_for("response.done")
+        await h.session.handle(cmd.UserText("two"))
+        await h.sink.wait_for("response.done", count=2)
+        escalation = await h.sink.wait_for("conversation.escalation")
+        metrics = await h.sink.wait_for("turn.metrics", count=2)
+    assert first.data["status"] == "completed" and first.data["text"] == SORRY
+    assert escalation.data["reason"] == "repeated_failures"
+    assert metrics.data["answered_by"] in ("cached", "none")
+    assert h.metrics.escalations._value.get() == 1
+
+
+async def test_routed_turns_use_templates_without_the_model():
+    from voice_pipeline.answering import Answerer
+    from voice_pipeline.engines.fallback import FallbackLLM
+
+    llm = FakeLlm()
+    engines = fake_engines(llm=llm)
+    engines.answerer = Answerer(router=None, small=FallbackLLM([llm], name="small"))
+    async with Harness(engines) as h:
+        await h.session.handle(cmd.UserText("what time is it"))
+        timed = await h.sink.wait_for("turn.metrics")
+        await h.session.handle(cmd.UserText("why is the sky blue"))
+        modelled = await h.sink.wait_for("turn.metrics", count=2)
+    assert timed.data["route"] == "instant" and timed.data["answered_by"] == "instant"
+    assert h.sink.of("response.done")[0].data["text"].startswith("It's ")
+    assert modelled.data["route"] == "small" and modelled.data["llm_engine"] == "fake-llm"
+    assert len(llm.calls) == 1
+
+
+async def test_stop_says_nothing_and_opens_no_reply():
+    from voice_pipeline.answering import Answerer
+
+    engines = fake_engines()
+    engines.answerer = Answerer(router=None, small=engines.llm)
+    async with Harness(engines) as h:
+        await h.session.handle(cmd.UserText("stop"))
+        await h.session.handle(cmd.UserText("hello there friend"))
+        await h.sink.wait_for("response.done")
+    assert len(h.sink.of("response.created")) == 1
+
+
+async def test_stt_over_budget_falls_back_to_the_apology():
+    from voice_pipeline.phrasebook import SORRY
+
+    class SlowStt(FakeStt):
+        async def transcribe(self, audio_16k, *, final):
+            if final:
+                await asyncio.sleep(3600)
+            return await super().transcribe(audio_16k, final=final)
+
+    settings = make_settings()
+    settings.budgets.stt_final_ms = 1
+    async with Harness(fake_engines(stt=SlowStt()), settings) as h:
+        await h.say()
+        done = await h.sink.wait_for("response.done")
+        metrics = await h.sink.wait_for("turn.metrics")
+    assert done.data["text"] == SORRY and metrics.data["stt_fallback"] == "budget"
+    assert "conversation.item.input_audio_transcription.completed" not in h.sink.types()
+
+
+async def test_stt_switched_off_asks_for_text():
+    from voice_pipeline.phrasebook import STT_OFF
+
+    settings = make_settings()
+    settings.capabilities.stt = False
+    stt = FakeStt()
+    async with Harness(fake_engines(stt=stt), settings) as h:
+        await h.say()
+        done = await h.sink.wait_for("response.done")
+    assert done.data["text"] == STT_OFF and stt.calls == []

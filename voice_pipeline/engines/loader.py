@@ -29,11 +29,16 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         timings[f"{name}_load_ms"] = round(1000 * (time.perf_counter() - start), 1)
         return value
 
+    from ..answering import Answerer
+    from ..phrasebook import STANDARD_PHRASES, Phrasebook
+
+    capabilities = settings.capabilities
     prompt = system_prompt(settings.llm.system_prompt_file)
     vad_session = await timed("vad", load_silero_session)
-    stt = await timed("stt", lambda: WhisperStt(settings.stt))
-    llm = await timed("llm", lambda: LlamaCppLlm.from_settings(settings.llm))
-    tts = await timed("tts", lambda: PiperTts(settings.tts))
+    stt = await timed("stt", lambda: WhisperStt(settings.stt)) if capabilities.stt else None
+    llm = await timed("llm", lambda: LlamaCppLlm.from_settings(settings.llm)) if capabilities.llm else None
+    tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None
+    answerer = await timed("router", lambda: Answerer.from_settings(settings, llm))
     engines = Engines(
         stt=stt,
         llm=llm,
@@ -41,10 +46,27 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         make_vad=lambda: SileroVad(vad_session),
         system_prompt=prompt,
         vad_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad"),
+        answerer=answerer,
     )
-    for name, warm in (("stt", stt.warm_up()), ("llm", llm.warm_up(prompt)), ("tts", tts.warm_up())):
-        start = time.perf_counter()
-        await warm
-        timings[f"{name}_warm_ms"] = round(1000 * (time.perf_counter() - start), 1)
-    log.info("engines ready: stt=%s llm=%s tts=%s %s", stt.name, llm.name, tts.name, timings)
+    warm_ups = {"stt": stt and stt.warm_up(), "llm": llm and llm.warm_up(prompt), "tts": tts and tts.warm_up()}
+    for name, warm in warm_ups.items():
+        if warm is not None:
+            start = time.perf_counter()
+            await warm
+            timings[f"{name}_warm_ms"] = round(1000 * (time.perf_counter() - start), 1)
+    start = time.perf_counter()
+    engines.phrases = await Phrasebook.build(tts, STANDARD_PHRASES + COMMON_TEMPLATE_REPLIES)
+    timings["phrases_ms"] = round(1000 * (time.perf_counter() - start), 1)
+    names = {name: engine.name if engine else "off" for name, engine in (("stt", stt), ("llm", llm), ("tts", tts))}
+    log.info("engines ready: %s remote=%s %s", names, bool(answerer.large), timings)
     return engines, timings
+
+
+# Fixed answers of the instant route, pre-synthesized so they cost no TTS time.
+COMMON_TEMPLATE_REPLIES = (
+    "You're welcome.", "Goodbye!", "Okay.", "Okay, louder.", "Okay, quieter.", "I'm back.",
+    "Okay, I'll slow down.", "Okay, I'll speed up.", "Hi! What can I do for you?",
+    "Good morning! What can I do for you?", "Good afternoon! What can I do for you?",
+    "Good evening! What can I do for you?",
+    "I can answer questions, explain things, help you plan, and tell you the time. Just ask.",
+)

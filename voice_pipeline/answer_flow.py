@@ -1,0 +1,55 @@
+"""What a reply says: the chosen level, then the cascade's last resorts when a level fails.
+
+`produce` speaks an Answer through a Reply and returns the level that answered. Failures of the
+model levels (every LLM level failed, or TTS failed before any audio) fall through to the cached
+"sorry" audio; the session counts consecutive last resorts and escalates.
+"""
+
+from __future__ import annotations
+
+from .answering import Answer
+from .engines.fallback import FallbackLLM, FallbackRecord
+from .errors import EngineError
+from .phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
+from .responder import Reply, ReplyPlan
+
+
+async def produce(reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, counters: dict) -> str:
+    """Speak `answer`; returns the level that answered: instant, small, large, local or cached."""
+    if answer.text is not None:
+        if answer.text:
+            await reply.speak_text(answer.text, phrases.get(answer.text), phrases.sample_rate_hz)
+        return "instant"
+    if answer.llm is None:  # the LLM is switched off: templates or this
+        await speak_cached(reply, LLM_OFF, phrases)
+        return "cached"
+    if answer.filler and FILLER in phrases:
+        await reply.add_cached(FILLER, phrases.get(FILLER), phrases.sample_rate_hz)
+    if not isinstance(answer.llm, FallbackLLM):  # a bare engine: no cascade to record
+        await reply.run(plan)
+        return answer.route
+    record = FallbackRecord()
+    plan.llm_record = record
+    try:
+        await reply.run(plan)
+    finally:
+        counters.update(record.summary())
+    if answer.route == "large" and record.answered_level:
+        return "local"  # the remote level failed or missed its budget; the local model answered
+    return answer.route
+
+
+async def last_resort(reply: Reply, phrases: Phrasebook, error: EngineError) -> str:
+    """After a failed level: the cached apology if it can still be heard, else nothing."""
+    if reply.record.pieces and reply.outbox.sent_ms(reply.record.response_id) > 0:
+        return "partial"  # the user already hears an answer; cutting in with an apology would be worse
+    await speak_cached(reply, SORRY, phrases)
+    return "cached" if SORRY in phrases else "none"
+
+
+async def speak_cached(reply: Reply, text: str, phrases: Phrasebook) -> None:
+    """Pre-synthesized audio only: this path must work when the TTS engine is what failed."""
+    if text in phrases:
+        await reply.speak_text(text, phrases.get(text), phrases.sample_rate_hz)
+    else:
+        reply.text_only(text)

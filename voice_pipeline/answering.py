@@ -1,0 +1,112 @@
+"""Decides, per user turn, which level answers it, and builds the LLM cascades behind each route.
+
+Levels, from the richest to the last resort:
+  large (remote model; falls back to the local model within its first-token budget)
+  small (the local model, with its own first-token budget)
+  instant (templates: time, greetings, stop, repeat, ...; no model at all)
+  cached ("sorry, could you say that again?", pre-synthesized)
+  escalation (an event to the client; the telephony bridge turns it into a transfer)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from .engines.base import LanguageModel
+from .engines.fallback import FallbackLLM
+from .routing.breaker import BreakerState, CircuitBreaker
+from .routing.instant import InstantAction, InstantContext
+from .routing.model import Route, Router
+from .routing.plan import plan_turn
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Answer:
+    route: str  # "instant" | "small" | "large"
+    reason: str  # why: template, router, no_template, large_unavailable, routing_off, llm_off
+    confidence: float | None = None  # the router's, when it was asked
+    text: str | None = None  # a fixed answer (template or deterministic), spoken as is
+    action: InstantAction | None = None
+    llm: LanguageModel | None = None
+    filler: bool = False  # speak the cached filler while `llm` gets going
+    route_ms: float = 0.0  # time spent deciding
+
+
+class Answerer:
+    def __init__(
+        self,
+        router: Router | None,
+        small: LanguageModel | None,
+        large: LanguageModel | None = None,
+        remote_breaker: CircuitBreaker | None = None,
+        filler: bool = True,
+    ) -> None:
+        self.router, self.small, self.large = router, small, large
+        self.remote_breaker = remote_breaker
+        self.filler = filler
+
+    @classmethod
+    def from_settings(cls, settings: Settings, local: LanguageModel | None) -> "Answerer":
+        budgets, remote = settings.budgets, settings.remote
+        router = None
+        if settings.routing.enabled:
+            router = Router.load(settings.routing.weights_path or None)
+        if not settings.capabilities.llm or local is None:
+            return cls(router, None)
+        small = FallbackLLM([local], first_token_timeout_s=budgets.llm_first_token_ms / 1000.0, name="small")
+        large, breaker = None, None
+        if remote.url:
+            from .engines.openai_compat import OpenAICompatLLM
+
+            remote_llm = OpenAICompatLLM.from_settings(remote)
+            breaker = CircuitBreaker(remote.breaker_failures, remote.breaker_cool_down_s)
+            large = FallbackLLM(
+                [remote_llm, local],
+                first_token_timeout_s=[remote.first_token_ms / 1000.0, budgets.llm_first_token_ms / 1000.0],
+                stall_timeout_s=remote.stall_ms / 1000.0,
+                breakers={remote_llm.name: breaker},
+                name="large",
+            )
+        return cls(router, small, large, breaker, remote.filler)
+
+    @property
+    def large_available(self) -> bool:
+        return self.large is not None and (
+            self.remote_breaker is None or self.remote_breaker.state is not BreakerState.OPEN
+        )
+
+    def plan(self, text: str, last_reply: str | None, now: datetime | None = None) -> Answer:
+        started = time.perf_counter()
+        context = InstantContext(now=now or datetime.now().astimezone(), last_reply=last_reply)
+        if self.router is None:
+            answer = self._without_router(text, context)
+        else:
+            plan = plan_turn(self.router, text, context, large_available=self.large_available)
+            if plan.route is Route.INSTANT:
+                answer = Answer("instant", plan.reason, plan.decision.confidence, plan.instant.text, plan.instant.action)
+            elif self.small is None:
+                answer = Answer("instant", "llm_off", plan.decision.confidence)
+            elif plan.route is Route.LARGE:
+                answer = Answer("large", plan.reason, plan.decision.confidence, llm=self.large, filler=self.filler)
+            else:
+                answer = Answer("small", plan.reason, plan.decision.confidence, llm=self.small)
+        return _with_time(answer, started)
+
+    def _without_router(self, text: str, context: InstantContext) -> Answer:
+        from .routing.instant import answer_instant
+
+        instant = answer_instant(text, context)
+        if instant is not None:
+            return Answer("instant", "template", text=instant.text, action=instant.action)
+        if self.small is None:
+            return Answer("instant", "llm_off")
+        return Answer("small", "routing_off", llm=self.small)
+
+
+def _with_time(answer: Answer, started: float) -> Answer:
+    from dataclasses import replace
+
+    return replace(answer, route_ms=round(1000.0 * (time.perf_counter() - started), 3))
