@@ -52,7 +52,7 @@ async def media_stream_ms(url: str, question: Path) -> float:
 
 
 async def sip_ms(uri: str, question: Path, workdir: Path) -> float | None:
-    result = await run_baresip_call(question, workdir / "heard.wav", uri, 12.0, workdir)
+    result = await run_baresip_call(question, workdir / "heard.wav", uri, 20.0, workdir)
     heard, _ = read_wav(result.recording)
     sent, _ = read_wav(result.sent)
     end_s = speech_end_s(sent)
