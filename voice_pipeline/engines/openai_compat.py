@@ -94,7 +94,7 @@ class OpenAICompatLLM:
             raise
         except asyncio.TimeoutError as exc:
             raise EngineError("llm", f"{self.name}: timed out") from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: an SSE line over aiohttp's limit
             raise EngineError("llm", f"{self.name}: {type(exc).__name__}") from exc
 
     async def warm_up(self, system_prompt: str) -> None:
