@@ -21,7 +21,7 @@ from .systems import BenchOptions, TurnSample, server_env
 
 _POLL_S = 0.02
 _TOKENS_BEFORE_CANCEL = 20
-_FINAL_TURN_SLACK_MS = 250.0  # a turn ending this close to the true speech end is the final one
+_FINAL_TURN_SLACK_MS = 800.0  # a turn ending this close to the true speech end is the final one (pauses are 1 s)
 
 
 def free_port() -> int:
