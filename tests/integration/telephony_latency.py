@@ -76,6 +76,9 @@ async def measure(runs: int, folder: Path) -> dict[str, list[float]]:
                 results["sip (baresip)"].append(ms)
     finally:
         stop_server(server)
+        for line in server.log_path.read_text().splitlines():
+            if "voice_to_voice_ms=" in line:
+                print("server:", line.split(": ", 1)[-1])  # the session's own stage shares
     return results
 
 

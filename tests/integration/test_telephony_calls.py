@@ -51,15 +51,10 @@ def reply_of(mark_name: str) -> str:
     return mark_name.rsplit("-", 1)[0]  # marks are named vp-<response id>-<sequence>
 
 
-def load(path: Path) -> tuple[np.ndarray, int]:
-    audio, rate_hz = read_wav(path)
-    return audio, rate_hz
-
-
 async def test_twilio_call_gets_a_spoken_answer_and_a_barge_in_clears_the_phone(phone_server, piper_say):
-    question, rate_hz = load(piper_say(QUESTION, lead_s=0.5, tail_s=0.2))
-    story, _ = load(piper_say(LONG_QUESTION, lead_s=0.2, tail_s=0.2))
-    stop, _ = load(piper_say(INTERRUPTION, lead_s=0.0, tail_s=0.0))
+    question, rate_hz = read_wav(piper_say(QUESTION, lead_s=0.5, tail_s=0.2))
+    story, _ = read_wav(piper_say(LONG_QUESTION, lead_s=0.2, tail_s=0.2))
+    stop, _ = read_wav(piper_say(INTERRUPTION, lead_s=0.0, tail_s=0.0))
     url = f"ws://127.0.0.1:{phone_server.port}/v1/twilio"
     async with TwilioFarEnd(url) as phone:
         phone.say(question, rate_hz, "question")
