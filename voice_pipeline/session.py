@@ -398,6 +398,9 @@ class Session:
             self.error("stage_failed", reason)
         finally:
             counters["answered_by"] = level
+            for attempt in counters.get("llm_attempts", []):
+                if attempt["outcome"] != "answered":
+                    self.metrics.fallbacks.labels("llm", attempt["outcome"]).inc()
             self._count_answer(level, status)
             self._finish_reply(turn, record, status, reason)
 
