@@ -54,6 +54,7 @@ def base_config_dir(build_dir: Path = BUILD_DIR) -> Path:
     config = AutoConfig.from_pretrained(base_gguf_dir(), gguf_file=GGUF_NAME)
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the dequantized weights are plain float tensors
+    config.architectures = ["LlamaForCausalLM"]  # the converter picks its model class from this
     config.save_pretrained(out)
     AutoTokenizer.from_pretrained(base_gguf_dir(), gguf_file=GGUF_NAME).save_pretrained(out)
     return out

@@ -32,7 +32,7 @@ class TrainConfig:
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     first_layer: int = 20  # LoRA on layers 20..29 only: the backward pass stops there
-    epochs: int = 1
+    epochs: int = 3
     batch_size: int = 8
     learning_rate: float = 2e-3
     warmup_steps: int = 5
