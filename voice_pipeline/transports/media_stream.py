@@ -77,7 +77,7 @@ class MediaStreamHandler:
             return
         line = MediaStreamLine(self.ws, self.call)
         async with phone_session(self.server, f"{self.provider}-",
-                                 lambda session: PhoneSink(line, session)) as (session, runner):
+                                 lambda session: PhoneSink(line, session, self.escalate)) as (session, runner):
             self.session, self.label = session, session.session_id
             log.info("call %s started (%s call %s)", self.label, self.provider, started.call_id)
             reason = await self._relay(session, runner)

@@ -57,8 +57,9 @@ class PhoneLine(Protocol):
 class PhoneSink:
     """The session's Sink for a phone call: audio to the line; barge-in cuts the history to what was heard."""
 
-    def __init__(self, line: PhoneLine, session: Session) -> None:
+    def __init__(self, line: PhoneLine, session: Session, escalate: Callable[[str], object] | None = None) -> None:
         self.line, self.session, self.label = line, session, session.session_id
+        self._escalate = escalate  # the cascade's escalation event becomes a transfer where possible
         self._heard_ms: dict[str, float] = {}  # cleared replies -> heard, applied at their response.done
 
     async def send_audio(self, chunk: AudioChunk) -> None:
@@ -76,6 +77,9 @@ class PhoneSink:
                 await self._truncate(event.response_id or "")
             case EventKind.TURN_METRICS:
                 log_turn_metrics(self.label, event)
+            case EventKind.ESCALATION:
+                if self._escalate is not None:
+                    self._escalate(str(event.data.get("reason", "escalation")))
             case EventKind.ERROR:
                 log.info("call %s: session error %s", self.label, event.data.get("error", {}).get("code"))
 

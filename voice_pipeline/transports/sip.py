@@ -73,7 +73,7 @@ class SipCallHandler:
     async def run(self) -> None:
         line = SipLine(self.call)
         async with phone_session(self.server, "sip-",
-                                 lambda session: PhoneSink(line, session)) as (session, runner):
+                                 lambda session: PhoneSink(line, session, self.escalate)) as (session, runner):
             self.session, self.label = session, session.session_id
             log.info("call %s started (sip)", self.label)
             await self._relay(session, runner)
