@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "voice_pipeline.commands",
     "voice_pipeline.routing.commands",
     "voice_pipeline.bench.commands",
+    "voice_pipeline.finetune.commands",
 ]
 
 EvalRunner = Callable[[argparse.Namespace], int]

@@ -15,9 +15,8 @@ DEFAULT_PEFT_DIR = "build/voice_lora/peft"
 
 
 def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="build training data or train an adapter")
-    targets = train.add_subparsers(dest="train_target", required=True)
-    targets.add_parser("data", help="rebuild models/voice_lora/data/v1/*.jsonl from its sources").set_defaults(run=_train_data)
+    targets = _train_targets(subparsers)
+    targets.add_parser("llm-data", help="rebuild models/voice_lora/data/v1/*.jsonl from its sources").set_defaults(run=_train_data)
     llm = targets.add_parser("llm", help="train the voice LoRA adapter (needs the `train` extra)")
     llm.add_argument("--out", default=DEFAULT_PEFT_DIR, help="folder for the adapter in peft format")
     llm.add_argument("--limit-steps", type=int, default=0, help="stop after this many steps (smoke test)")
@@ -42,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     ask.add_argument("--json", action="store_true")
     ask.add_argument("--config", help="TOML settings file")
     ask.set_defaults(run=_ask)
+
+
+def _train_targets(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The `train` command's target sub-parsers, shared with the other modules that train something."""
+    parser = subparsers.choices.get("train")
+    if parser is None:
+        parser = subparsers.add_parser("train", help="train a model the project owns (router, llm, ...)")
+        return parser.add_subparsers(dest="train_target", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _train_data(args: argparse.Namespace) -> int:
