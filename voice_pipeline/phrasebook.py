@@ -2,12 +2,17 @@
 
 The last levels of the fallback cascade ("sorry, could you say that again?") and the fillers
 spoken while a remote model gets going must work even when the TTS engine has just failed, so
-their audio is made before the server reports ready.
+their audio is made before the server reports ready. It is kept on disk (keyed by the voice and
+the phrases), so only the first start on a machine pays for the synthesis.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -39,12 +44,16 @@ class Phrasebook:
         return text.strip() in self._audio
 
     @classmethod
-    async def build(cls, tts: TextToSpeech | None, phrases) -> "Phrasebook":
-        """Synthesize every phrase; a phrase that fails is left out (and logged), never fatal."""
+    async def build(cls, tts: TextToSpeech | None, phrases, cache_dir: Path | None = None) -> "Phrasebook":
+        """Synthesize every phrase (or load them from the cache); a failing phrase is left out."""
         book = cls(tts.sample_rate_hz if tts else 22_050)
         if tts is None:
             return book
-        for text in dict.fromkeys(phrases):
+        phrases = list(dict.fromkeys(phrases))
+        cache = _cache_file(cache_dir, tts, phrases) if cache_dir else None
+        if cache is not None and book._load(cache, phrases):
+            return book
+        for text in phrases:
             try:
                 pieces = [audio async for audio in tts.synthesize(text)]
             except Exception:
@@ -52,4 +61,34 @@ class Phrasebook:
                 continue
             if pieces:
                 book.add(text, np.concatenate(pieces).astype(np.float32))
+        if cache is not None and all(text.strip() in book for text in phrases):
+            book._save(cache, phrases)
         return book
+
+    def _load(self, path: Path, phrases: list[str]) -> bool:
+        try:
+            with np.load(path) as data:
+                audio = [data[f"p{i}"] for i in range(len(phrases))]
+        except (OSError, KeyError, ValueError):
+            return False
+        for text, samples in zip(phrases, audio):
+            if len(samples):
+                self.add(text, samples.astype(np.float32))
+        return True
+
+    def _save(self, path: Path, phrases: list[str]) -> None:
+        """Written under a temporary name and renamed: a reader never sees half a file."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {f"p{i}": self._audio[text.strip()] for i, text in enumerate(phrases)}
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+                np.savez(handle, **arrays)
+            os.replace(handle.name, path)
+        except OSError:
+            log.warning("could not cache the phrasebook in %s", path.parent)
+
+
+def _cache_file(cache_dir: Path, tts: TextToSpeech, phrases: list[str]) -> Path:
+    voice = getattr(tts, "cache_key", tts.name)  # the voice and whatever changes its sound
+    key = hashlib.sha256("\n".join([voice, str(tts.sample_rate_hz), *phrases]).encode()).hexdigest()[:16]
+    return cache_dir / f"phrases-{key}.npz"

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..session import Engines
 from ..settings import Settings
-from .registry import system_prompt
+from .registry import cache_dir, system_prompt
 
 log = logging.getLogger("voice_pipeline.engines")
 
@@ -55,7 +55,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
             await warm
             timings[f"{name}_warm_ms"] = round(1000 * (time.perf_counter() - start), 1)
     start = time.perf_counter()
-    engines.phrases = await Phrasebook.build(tts, STANDARD_PHRASES + COMMON_TEMPLATE_REPLIES)
+    engines.phrases = await Phrasebook.build(tts, STANDARD_PHRASES + COMMON_TEMPLATE_REPLIES, cache_dir())
     timings["phrases_ms"] = round(1000 * (time.perf_counter() - start), 1)
     names = {name: engine.name if engine else "off" for name, engine in (("stt", stt), ("llm", llm), ("tts", tts))}
     log.info("engines ready: %s remote=%s %s", names, bool(answerer.large), timings)

