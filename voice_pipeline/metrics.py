@@ -84,6 +84,14 @@ class PipelineMetrics:
         self.routes = Counter("vp_routes_total", "Turns by route", ["route"], registry=self.registry)
         self.answers = Counter("vp_answers_total", "Replies by the level that answered", ["level"], registry=self.registry)
         self.escalations = Counter("vp_escalations_total", "Escalation events sent", registry=self.registry)
+        self.speculations = Counter(
+            "vp_speculations_total", "Speculative replies by outcome (hit: sent, miss: discarded)", ["outcome"],
+            registry=self.registry,
+        )
+        self.speculation_wasted_cpu = Counter(
+            "vp_speculation_wasted_cpu_seconds_total", "CPU time spent on discarded speculative replies",
+            registry=self.registry,
+        )
         self.fallbacks = Counter(
             "vp_fallbacks_total", "Fallbacks and budget misses", ["stage", "reason"], registry=self.registry
         )

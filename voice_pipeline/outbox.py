@@ -34,6 +34,7 @@ class _ReplyAudio:
     sample_rate_hz: int
     frames: collections.deque = field(default_factory=collections.deque)
     ended: bool = False  # no more audio will be added
+    held: bool = False  # a speculative reply: queued, not sent until released
     sent_ms: float = 0.0
     play_end_t: float = 0.0
     started: bool = False
@@ -69,8 +70,8 @@ class Outbox:
         self._control.append(event)
         self._wake.set()
 
-    def open_reply(self, response_id: str, sample_rate_hz: int) -> None:
-        reply = _ReplyAudio(response_id, sample_rate_hz)
+    def open_reply(self, response_id: str, sample_rate_hz: int, held: bool = False) -> None:
+        reply = _ReplyAudio(response_id, sample_rate_hz, held=held)
         self._replies.append(reply)
         self._by_id[response_id] = reply
 
@@ -91,6 +92,13 @@ class Outbox:
         reply = self._by_id.get(response_id)
         if reply is not None:
             reply.ended = True
+            self._wake.set()
+
+    def release(self, response_id: str) -> None:
+        """A held reply may go out now."""
+        reply = self._by_id.get(response_id)
+        if reply is not None:
+            reply.held = False
             self._wake.set()
 
     async def wait_sent(self, response_id: str) -> None:
@@ -146,7 +154,7 @@ class Outbox:
     def _next_audio_delay(self) -> float | None:
         """0 if a frame should go now, seconds to wait if one is waiting on pacing, else None."""
         self._drop_finished_heads()
-        if not self._replies or not self._replies[0].frames:
+        if not self._replies or not self._replies[0].frames or self._replies[0].held:
             return None
         ahead_s = self._play_cursor_t - now()
         return 0.0 if ahead_s < self.lead_s else ahead_s - self.lead_s

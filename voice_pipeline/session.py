@@ -32,6 +32,7 @@ from .answering import Answer, Answerer
 from .phrasebook import SORRY, STT_OFF, Phrasebook
 from .responder import Reply, ReplyPlan, ReplyRecord
 from .routing.instant import InstantAction
+from . import speculation
 from .session_config import SessionConfig
 from .settings import Settings
 from .transcriber import TurnTranscriber
@@ -93,6 +94,7 @@ class Session:
         self._tasks: set[asyncio.Task] = set()
         self.phrases = engines.phrases or Phrasebook(22_050)
         self._last_resorts_in_row = 0
+        self._speculation: speculation.Speculation | None = None
 
     # -- transport-facing API -----------------------------------------------------------------
 
@@ -240,8 +242,10 @@ class Session:
                 case SilenceStarted(speech_end_ms):
                     if self._turn and self.settings.stt.early_final and self.settings.capabilities.stt:
                         self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
+                        self._maybe_speculate(self._turn, speech_end_ms)
                 case SpeechResumed():
                     if self._turn:
+                        self._discard_speculation(self._turn)
                         self._turn.stt.speech_resumed()
                 case EndOfTurn():
                     self._end_turn(action)
@@ -260,6 +264,10 @@ class Session:
         turn.timeline.mark("endpoint", now())
         self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(end.speech_end_ms))
         self._emit(EventKind.INPUT_COMMITTED, turn_id=turn.turn_id)
+        spec = self._speculation
+        if spec is not None and spec.turn_id == turn.turn_id:
+            return self._commit_speculation(spec, turn)
+        self._discard_speculation(turn)
         if not self.settings.capabilities.stt:  # an off-state: say so, from cached audio
             return self._start_reply_task(turn, self._reply, turn, None, STT_OFF)
         stt = turn.stt.final(min(self._history_audio.end_ms, end.speech_end_ms + 100.0))
@@ -284,8 +292,58 @@ class Session:
 
     def _drop_turn(self) -> None:
         if self._turn is not None:
+            self._discard_speculation(self._turn)
             self._turn.stt.cancel()
         self._turn = None
+
+    # -- speculative replies (see speculation.py) ----------------------------------------------
+
+    def _maybe_speculate(self, turn: _Turn, speech_end_ms: float) -> None:
+        busy = self._active_turn_id is not None or (self._reply_task is not None and not self._reply_task.done())
+        if not self.settings.vad.speculate or busy or self._speculation is not None:
+            return
+        spec = speculation.Speculation(turn.turn_id, len(self.conversation.history))
+        stt = turn.stt.final(min(self._history_audio.end_ms, speech_end_ms + 100.0))
+        spec.task = self._spawn(self._speculate(spec, turn, stt))
+        self._speculation = spec
+
+    async def _speculate(self, spec: speculation.Speculation, turn: _Turn, stt: asyncio.Task) -> None:
+        speculation.run_as(spec)
+        await self._voice_turn(turn, stt)
+
+    def _commit_speculation(self, spec: speculation.Speculation, turn: _Turn) -> None:
+        """The turn ended as speculated: send what was held, in order, and release its audio."""
+        self._speculation = None
+        spec.committed = True
+        for event in spec.held_events:
+            self.outbox.emit(event)
+        spec.held_events.clear()
+        for response_id in spec.response_ids:
+            self.outbox.release(response_id)
+        turn.timeline.counters["speculation"] = "hit"
+        self.metrics.speculations.labels("hit").inc()
+        self._active_turn_id = turn.turn_id
+        self._turns.response_started()
+        self._reply_task = spec.task
+
+    def _discard_speculation(self, turn: _Turn) -> None:
+        """The user went on (or the turn was dropped): throw the prepared reply away at once."""
+        spec = self._speculation
+        if spec is None or spec.turn_id != turn.turn_id:
+            return
+        self._speculation = None
+        spec.discarded = True
+        spec.task.cancel()
+        for response_id in spec.response_ids:
+            self.outbox.flush(response_id)
+        spec.held_events.clear()
+        del self.conversation.history[spec.history_len :]
+        wasted_s = spec.wasted_cpu_s()
+        counters = turn.timeline.counters
+        counters["speculation_misses"] = counters.get("speculation_misses", 0) + 1
+        counters["speculation_wasted_cpu_ms"] = round(counters.get("speculation_wasted_cpu_ms", 0.0) + 1000 * wasted_s, 1)
+        self.metrics.speculations.labels("miss").inc()
+        self.metrics.speculation_wasted_cpu.inc(wasted_s)
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -334,6 +392,8 @@ class Session:
             self._release_turn(turn)
 
     async def _text_turn(self, text: str) -> None:
+        if self._turn is not None:
+            self._discard_speculation(self._turn)
         self._interrupt("new_input")
         turn = _Turn(f"t{next(self._ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
         turn.timeline.mark("input_end", now())
@@ -365,10 +425,13 @@ class Session:
         if user_text is not None:
             self.conversation.add_user(user_text)
             self._log_text("user", user_text)
-        self.outbox.open_reply(record.response_id, self.config.output_rate_hz)
+        spec = speculation.current()
+        if spec is not None:
+            spec.response_ids.append(record.response_id)
+        self.outbox.open_reply(record.response_id, self.config.output_rate_hz, held=spec is not None)
         self._emit(EventKind.RESPONSE_CREATED, turn_id=turn.turn_id, response_id=record.response_id)
         reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, answer.llm or self.engines.llm,
-                      self.engines.tts, self.outbox, self.config.output_rate_hz, self.outbox.emit)
+                      self.engines.tts, self.outbox, self.config.output_rate_hz, self._emit_event)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
                          tts.stream_text)
@@ -406,6 +469,8 @@ class Session:
 
     def _count_answer(self, level: str, status: str) -> None:
         """Consecutive last resorts mean the assistant cannot help: escalate (e.g. a transfer)."""
+        if speculation.current() is not None:  # a discarded speculation answered nobody
+            return
         self.metrics.answers.labels(level).inc()
         if status == "cancelled":
             return
@@ -421,6 +486,8 @@ class Session:
     def _finish_reply(self, turn: _Turn, record: ReplyRecord, status: str, reason: str | None) -> None:
         self._release_turn(turn)
         self.outbox.end_reply(record.response_id)
+        if speculation.current() is not None:  # discarded: no history, no events, no metrics
+            return
         heard = record.text if status == "completed" else record.played_text(self.outbox.played_ms(record.response_id))
         self.conversation.set_reply(heard)
         self.conversation.log_reply(heard)
@@ -465,7 +532,15 @@ class Session:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _emit(self, kind: EventKind, turn_id: str | None = None, response_id: str | None = None, **data) -> None:
-        self.outbox.emit(ServerEvent(kind, self.session_id, turn_id=turn_id, response_id=response_id, data=data))
+        self._emit_event(ServerEvent(kind, self.session_id, turn_id=turn_id, response_id=response_id, data=data))
+
+    def _emit_event(self, event: ServerEvent) -> None:
+        """Send an event, or hold it if it belongs to a speculative reply (dropped if discarded)."""
+        spec = speculation.current()
+        if spec is None:
+            self.outbox.emit(event)
+        elif spec.held:
+            spec.held_events.append(event)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

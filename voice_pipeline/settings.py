@@ -33,6 +33,7 @@ class VadSettings:
     endpoint_silence_ms: int = 300  # silence after speech that ends the user's turn
     barge_in_min_speech_ms: int = 96  # speech over the assistant needed to interrupt it
     prefix_padding_ms: int = 300  # audio kept before the detected start of speech
+    speculate: bool = True  # prepare the reply during the endpoint wait, held back until the turn ends
 
 
 @dataclass

@@ -1,0 +1,76 @@
+"""Speculative replies: prepared during the endpoint wait, sent on the endpoint, discarded on resume."""
+
+import asyncio
+
+import pytest
+
+from voice_pipeline.speculation import transcripts_match
+
+from .fakes import make_settings, silence, speech
+from .test_session import Harness
+
+
+async def wait_until(predicate, timeout_s=5.0):
+    async def poll():
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+async def test_speculation_hit_sends_the_prepared_reply_after_the_endpoint():
+    async with Harness() as h:
+        await h.say()
+        metrics = await h.sink.wait_for("turn.metrics")
+    assert metrics.data["speculation"] == "hit"
+    marks = metrics.data["marks_ms"]
+    assert marks["first_audio_sent"] >= marks["endpoint"] > marks["llm_first_token"]
+    assert h.metrics.speculations.labels("hit")._value.get() == 1
+
+
+async def test_resumed_speech_discards_a_prepared_reply_without_a_trace():
+    async with Harness() as h:
+        h.feed(silence(200))
+        h.feed(speech(400))
+        h.feed(silence(160))  # a pause: longer than pause_ms, shorter than the endpoint
+        await wait_until(lambda: h.session._speculation is not None and h.session._speculation.response_ids)
+        discarded = list(h.session._speculation.response_ids)
+        held = h.session.outbox._by_id[discarded[0]]
+        await wait_until(lambda: len(held.frames) > 0)  # its audio is ready, and held back
+        assert held.held and h.session._speculation.held_events
+        h.feed(speech(300))
+        h.feed(silence(600))
+        metrics = await h.sink.wait_for("turn.metrics")
+    assert len(h.sink.of("response.created")) == 1 and len(h.sink.of("response.done")) == 1
+    assert h.sink.of("response.created")[0].response_id not in discarded
+    assert not any(kind == "audio" and item.response_id in discarded for kind, item in h.sink.items)
+    assert not any(e.response_id in discarded for e in h.sink.events)
+    assert metrics.data["speculation_misses"] == 1 and metrics.data["speculation"] == "hit"
+    assert metrics.data["speculation_wasted_cpu_ms"] >= 0
+    assert [m.role for m in h.session.conversation.history] == ["user", "assistant"]
+    assert h.metrics.speculations.labels("miss")._value.get() == 1
+
+
+async def test_speculation_can_be_switched_off():
+    settings = make_settings()
+    settings.vad.speculate = False
+    async with Harness(settings=settings) as h:
+        await h.say()
+        metrics = await h.sink.wait_for("turn.metrics")
+    assert "speculation" not in metrics.data
+    marks = metrics.data["marks_ms"]
+    assert marks["llm_first_token"] >= marks["endpoint"]
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("What is the capital of France?", "what is the capital of france", True),
+        ("  What's  the time? ", "what's the time", True),
+        ("What is the capital of France?", "What is the capital of Spain?", False),
+        ("book a flight", "book a flight to paris", False),
+        ("", "", True),
+    ],
+)
+def test_transcripts_match_on_words_only(a, b, same):
+    assert transcripts_match(a, b) is same
