@@ -22,6 +22,8 @@ from aiohttp import WSMsgType, web
 
 from voice_pipeline.audio import write_wav
 
+from .conftest import TEST_SERVER_ENV
+
 CHROMIUM = "/usr/bin/chromium"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0
@@ -53,7 +55,8 @@ def running_server(log_path: Path) -> Iterator[str]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(server_command(port), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        environ = {**os.environ, **TEST_SERVER_ENV}
+        process = subprocess.Popen(server_command(port), cwd=REPO_ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while not _ready(f"{base_url}/ready"):
