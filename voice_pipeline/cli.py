@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "voice_pipeline.routing.commands",
     "voice_pipeline.bench.commands",
     "voice_pipeline.finetune.commands",
+    "voice_pipeline.eot_commands",
 ]
 
 EvalRunner = Callable[[argparse.Namespace], int]
