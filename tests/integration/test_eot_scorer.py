@@ -1,0 +1,50 @@
+"""The end-of-turn scorer on the real SmolLM2 GGUF: KV prefix reuse, and its ordering of utterances."""
+
+from __future__ import annotations
+
+import pytest
+
+from voice_pipeline.eot import EndOfTurnScorer, LlamaEndLogProb
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def model():
+    return LlamaEndLogProb(n_threads=0)
+
+
+def fresh_log_prob(model: LlamaEndLogProb, text: str) -> float:
+    model.forget()
+    return model.end_log_prob(text)
+
+
+def test_a_partial_that_extends_the_previous_one_evaluates_only_its_new_tokens(model):
+    fresh_log_prob(model, "i'd like to book a flight to")
+    before = model.evaluated_tokens
+    extended = model.end_log_prob("i'd like to book a flight to denver")
+    new_tokens = model.evaluated_tokens - before
+    whole = len(model.prompt_tokens("i'd like to book a flight to denver"))
+    assert 0 < new_tokens < whole - 5
+    assert extended == pytest.approx(fresh_log_prob(model, "i'd like to book a flight to denver"), abs=1e-3)
+
+
+def test_repeating_or_changing_the_text_gives_the_fresh_answer(model):
+    first = fresh_log_prob(model, "what is the")
+    assert model.end_log_prob("what is the") == pytest.approx(first, abs=1e-3)
+    changed = model.end_log_prob("turn off the lights")
+    assert changed == pytest.approx(fresh_log_prob(model, "turn off the lights"), abs=1e-3)
+
+
+async def test_complete_utterances_score_above_their_cut_prefixes():
+    scorer = EndOfTurnScorer.load()
+    try:
+        pairs = [("what's the weather tomorrow", "what's the weather tomorrow and"),
+                 ("book a table for two", "book a table for"),
+                 ("i'd like to book a flight to denver", "i'd like to book a flight to")]
+        scored = [(await scorer.probability(whole), await scorer.probability(cut)) for whole, cut in pairs]
+    finally:
+        scorer.close()
+    assert all(0.0 < p < 1.0 for pair in scored for p in pair)
+    assert all(whole > cut for whole, cut in scored)
+    assert scored[0][0] > 0.5 > scored[2][1]  # plainly complete, plainly not
