@@ -93,9 +93,11 @@ def test_figures_are_ordered_and_present(report: dict) -> None:
 
 def test_ok_turns_carry_their_marks_in_order(report: dict) -> None:
     for sample in report["samples"]:
+        marks = sample["marks_ms"]
+        if sample["status"] == "stt_fallback":  # the server's apology when STT missed its budget
+            assert sample["voice_to_voice_ms"] is not None and "stt_final" not in marks
         if sample["status"] != "ok" or sample["system"] == "naive":
             continue
-        marks = sample["marks_ms"]
         assert sample["voice_to_voice_ms"] is not None
         assert marks["endpoint"] <= marks["stt_final"] <= marks["llm_first_token"] <= marks["first_audio_sent"]
         assert marks["tts_first_audio"] <= marks["first_audio_sent"]

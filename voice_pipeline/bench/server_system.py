@@ -125,6 +125,8 @@ async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: T
             sample.voice_to_voice_ms = round(1000.0 * (first_audio_t - (t0 + spoken.speech_end_s)), 1)
         else:
             sample.status = "no_audio"
+        if sample.status == "ok" and "stt_final" not in sample.marks_ms:
+            sample.status = "stt_fallback"  # the final transcript missed its budget: a fixed apology was spoken
         done = [e for e in client.received.of_type("response.done") if e.get("response_id") == response_id]
         sample.reply_text = done[0].get("text", "") if done else ""
     stops = client.received.of_type("input_audio_buffer.speech_stopped")

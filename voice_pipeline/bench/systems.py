@@ -30,7 +30,7 @@ class TurnSample:
     pause_ms: int = 0
     transcript: str = ""
     reply_text: str = ""
-    status: str = "ok"  # ok | no_reply | timeout | error
+    status: str = "ok"  # ok | stt_fallback | no_audio | no_reply | timeout | error
     error: str = ""
     turns: int = 0  # turns the server saw in this item (a long pause may split one question)
     premature_endpoints: int = 0  # turns that ended before the user had finished
