@@ -16,7 +16,7 @@ from .export import ADAPTER_PATH
 
 EVAL_PATH = data.VOICE_LORA_DIR / "EVAL.json"
 
-FAST_HELDOUT_EVERY = 8  # the fast subset: held-out prompts 0, 8, 16, ... and factual 0, 4, 8, ...
+FAST_HELDOUT_EVERY = 5  # the fast subset: held-out prompts 0, 5, 10, ... and factual 0, 4, 8, ...
 FAST_FACTUAL_EVERY = 4
 MAX_TOKENS = 96  # the server's default reply budget
 FAST_MAX_TOKENS = 48
