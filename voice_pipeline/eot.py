@@ -21,7 +21,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from .engines.registry import MODELS_DIR, smollm2_gguf
 
@@ -87,7 +87,7 @@ class LlamaEndLogProb:
         self.n_threads = n_threads or (os.cpu_count() or 1)
         self._llm = llama_cpp.Llama(
             model_path=model_path or smollm2_gguf(), n_ctx=n_ctx, n_batch=n_ctx,
-            n_threads=self.n_threads, n_gpu_layers=0, verbose=False,
+            n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=0, verbose=False,
         )
         self._n_ctx = n_ctx
         self._n_vocab = self._llm.n_vocab()
@@ -149,3 +149,34 @@ class EndOfTurnScorer:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+class LatestTextScorer:
+    """One turn's end-of-turn scoring: the newest text wins, texts never queue up.
+
+    `submit(text)` on each partial (and on the pause's early-final transcript). While a score runs,
+    newer texts replace each other; when it finishes, the newest is scored next. Each result goes to
+    `on_probability(text, p)` and is kept in `latest`. `cancel()` when the turn ends or is dropped.
+    """
+
+    def __init__(self, scorer: EndOfTurnScorer, on_probability: Callable[[str, float], None]) -> None:
+        self._scorer, self._on_probability = scorer, on_probability
+        self._pending: str | None = None
+        self._task: asyncio.Task | None = None
+        self.latest: float | None = None
+
+    def submit(self, text: str) -> None:
+        self._pending = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._pending is not None:
+            text, self._pending = self._pending, None
+            self.latest = await self._scorer.probability(text)
+            self._on_probability(text, self.latest)
+
+    def cancel(self) -> None:
+        self._pending = None
+        if self._task is not None:
+            self._task.cancel()

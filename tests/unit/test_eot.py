@@ -9,7 +9,14 @@ import threading
 
 import pytest
 
-from voice_pipeline.eot import NEUTRAL_PROBABILITY, Calibration, EndOfTurnScorer, common_prefix_len, normalize
+from voice_pipeline.eot import (
+    NEUTRAL_PROBABILITY,
+    Calibration,
+    EndOfTurnScorer,
+    LatestTextScorer,
+    common_prefix_len,
+    normalize,
+)
 from voice_pipeline.eot_commands import classification, endpoint_wait, fit_logistic, score_rows
 from voice_pipeline.turn import TurnConfig
 
@@ -23,12 +30,14 @@ class FakeEndLogProb:
         self.threads: set[str] = set()
         self.active = self.max_active = 0
         self._guard = threading.Lock()
+        self.entered = threading.Event()  # set once a call is inside the worker thread
 
     def end_log_prob(self, text: str) -> float:
         with self._guard:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         self.calls.append(text)
+        self.entered.set()
         self.threads.add(threading.current_thread().name)
         if self.release is not None:
             self.release.wait(5)
@@ -138,3 +147,44 @@ async def test_concurrent_calls_are_evaluated_one_at_a_time_in_order():
         scorer.close()
     assert model.max_active == 1
     assert model.calls == ["a", "a b", "a b c"]
+
+
+async def test_latest_text_scorer_skips_texts_superseded_while_a_score_runs():
+    release = threading.Event()
+    model = FakeEndLogProb({"book": -5.0, "book a": -6.0, "book a table": -7.0, "book a table for two": -1.0}, release)
+    scorer = EndOfTurnScorer(model, Calibration(weight=1.0, bias=0.0))
+    seen: list[str] = []
+    latest = LatestTextScorer(scorer, lambda text, p: seen.append(text))
+    try:
+        latest.submit("book")
+        await asyncio.to_thread(model.entered.wait, 5)  # "book" is now in the worker thread
+        latest.submit("book a")
+        latest.submit("book a table")
+        latest.submit("book a table for two")
+        release.set()
+        await latest._task
+    finally:
+        scorer.close()
+    assert model.calls == ["book", "book a table for two"]
+    assert seen == ["book", "book a table for two"]
+    assert latest.latest == Calibration(weight=1.0, bias=0.0).probability(-1.0)
+
+
+async def test_latest_text_scorer_cancel_drops_what_is_pending():
+    release = threading.Event()
+    model = FakeEndLogProb({"a": -1.0, "a b": -2.0}, release)
+    scorer = EndOfTurnScorer(model, Calibration(weight=1.0, bias=0.0))
+    seen: list[str] = []
+    latest = LatestTextScorer(scorer, lambda text, p: seen.append(text))
+    try:
+        latest.submit("a")
+        await asyncio.to_thread(model.entered.wait, 5)
+        latest.submit("a b")
+        latest.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await latest._task
+    finally:
+        scorer.close()
+    assert model.calls == ["a"]
+    assert seen == [] and latest.latest is None
