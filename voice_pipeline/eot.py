@@ -18,10 +18,11 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from .engines.registry import MODELS_DIR, smollm2_gguf
 
@@ -64,7 +65,7 @@ class Calibration:
         return e / (1.0 + e)
 
     @classmethod
-    def load(cls, path: Path = CALIBRATION_PATH) -> "Calibration":
+    def load(cls, path: Path = CALIBRATION_PATH) -> Calibration:
         data = json.loads(Path(path).read_text())
         return cls(weight=data["weight"], bias=data["bias"], data_version=data["data_version"])
 
@@ -134,7 +135,7 @@ class EndOfTurnScorer:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def load(cls, model_path: str = "", n_threads: int = 1) -> "EndOfTurnScorer":
+    def load(cls, model_path: str = "", n_threads: int = 1) -> EndOfTurnScorer:
         return cls(LlamaEndLogProb(model_path, n_threads=n_threads), Calibration.load())
 
     async def log_prob(self, text: str) -> float:

@@ -12,7 +12,14 @@ import statistics
 import time
 from pathlib import Path
 
-from .eot import CALIBRATION_PATH, DATA_VERSION, EOT_DIR, Calibration, LlamaEndLogProb, normalize
+from .eot import (
+    CALIBRATION_PATH,
+    DATA_VERSION,
+    EOT_DIR,
+    Calibration,
+    LlamaEndLogProb,
+    normalize,
+)
 from .turn import TurnConfig, TurnTaking
 
 EVAL_PATH = EOT_DIR / "EVAL.json"
@@ -82,8 +89,9 @@ def classification(probabilities: list[float], labels: list[bool], threshold: fl
     }
 
 
-def endpoint_wait(probabilities: list[float], labels: list[bool], config: TurnConfig = TurnConfig()) -> dict:
+def endpoint_wait(probabilities: list[float], labels: list[bool], config: TurnConfig | None = None) -> dict:
     """Mean endpoint silence TurnTaking would wait after each utterance, with and without the hint."""
+    config = config or TurnConfig()
 
     def silence_ms(p: float) -> float:
         turns = TurnTaking(config)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def results():
-    return evaluate_heldout(LlamaEndLogProb(n_threads=0), Calibration.load())
+    return evaluate_heldout(LlamaEndLogProb(n_threads=1), Calibration.load())
 
 
 def test_heldout_is_the_committed_split_and_never_seen_in_training():

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def model():
-    return LlamaEndLogProb(n_threads=0)
+    return LlamaEndLogProb(n_threads=1)
 
 
 def fresh_log_prob(model: LlamaEndLogProb, text: str) -> float:

@@ -17,7 +17,12 @@ from voice_pipeline.eot import (
     common_prefix_len,
     normalize,
 )
-from voice_pipeline.eot_commands import classification, endpoint_wait, fit_logistic, score_rows
+from voice_pipeline.eot_commands import (
+    classification,
+    endpoint_wait,
+    fit_logistic,
+    score_rows,
+)
 from voice_pipeline.turn import TurnConfig
 
 
