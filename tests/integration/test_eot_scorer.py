@@ -48,3 +48,18 @@ async def test_complete_utterances_score_above_their_cut_prefixes():
     assert all(0.0 < p < 1.0 for pair in scored for p in pair)
     assert all(whole > cut for whole, cut in scored)
     assert scored[0][0] > 0.5 > scored[2][1]  # plainly complete, plainly not
+
+
+def test_eval_eot_json_reports_the_heldout_figures_and_latency():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "voice_pipeline.cli", "eval", "eot", "--json"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    report = json.loads(out)
+    assert list(report) == ["data_version", "calibration", "heldout", "endpoint_wait", "latency", "command"]
+    assert {"precision", "recall", "false_cutoff_rate", "false_cutoffs"} <= set(report["heldout"])
+    for call in ("partial_extends_previous", "whole_utterance_from_scratch"):
+        figures = report["latency"][call]
+        assert figures["calls"] > 0 and 0 < figures["median_ms"] <= figures["p95_ms"]
