@@ -35,7 +35,10 @@ class DropOldestQueue(Generic[T]):
         while not self._items:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for can swallow a cancellation
+                # that arrives as the wait completes, and the session would never stop.
+                async with asyncio.timeout(timeout_s):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         return self._items.popleft()

@@ -147,7 +147,8 @@ class Outbox:
                 continue
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):  # not wait_for: it can swallow a cancellation on 3.11
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import itertools
 import logging
 import signal
@@ -143,11 +145,22 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)  # `kill -USR1 PID`: where is everything waiting?
     try:
         await stop.wait()
     finally:
         await server.telephony.stop()
         await runner.cleanup()
+
+
+def log_tasks() -> None:
+    """Log every asyncio task with its stack: a diagnostic for a server that seems stuck."""
+    buffer = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}: {task.get_coro()!r}", file=buffer)
+        task.print_stack(limit=12, file=buffer)
+    log.warning("asyncio tasks:\n%s", buffer.getvalue())
 
 
 def run_server(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ class SessionReplies:
         if not self.settings.vad.speculate or busy or self._speculation is not None:
             return
         spec = speculation.Speculation(turn.turn_id, len(self.conversation.history))
+        self._reply_record = None  # no reply is active; a later barge-in must not clear an old one
         stt = turn.stt.final(min(self._history_audio.end_ms, speech_end_ms + 100.0))
         spec.task = self._spawn(self._speculate(spec, turn, stt))
         self._speculation = spec
@@ -98,7 +99,8 @@ class SessionReplies:
 
     async def _voice_turn(self, turn: _Turn, stt: asyncio.Task) -> None:
         try:
-            transcript = await asyncio.wait_for(asyncio.shield(stt), self.settings.budgets.stt_final_ms / 1000.0)
+            async with asyncio.timeout(self.settings.budgets.stt_final_ms / 1000.0):
+                transcript = await asyncio.shield(stt)
         except (EngineError, TimeoutError) as exc:  # the next level of the cascade: the cached apology
             stt.cancel()
             why = "budget" if isinstance(exc, TimeoutError) else "failed"

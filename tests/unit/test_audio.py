@@ -71,3 +71,16 @@ async def test_drop_oldest_queue():
     assert queue.dropped == 1
     assert await queue.get() == 2 and await queue.get() == 3
     assert await queue.get(timeout_s=0.01) is None
+
+
+async def test_drop_oldest_queue_get_never_swallows_a_cancellation():
+    """An item arriving in the same tick as the cancel must not eat it (the session would hang)."""
+    import asyncio
+
+    queue = DropOldestQueue(4)
+    getter = asyncio.create_task(queue.get(timeout_s=10.0))  # a turn is open: the idle timeout runs
+    await asyncio.sleep(0)  # the getter now waits
+    queue.put(1)
+    getter.cancel()
+    await asyncio.wait([getter], timeout=1.0)
+    assert getter.done() and getter.cancelled()

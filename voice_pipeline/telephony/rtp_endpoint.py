@@ -177,7 +177,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             if delay_s is None or delay_s > 0:
                 self._wake_sender.clear()
                 try:
-                    await asyncio.wait_for(self._wake_sender.wait(), delay_s)
+                    async with asyncio.timeout(delay_s):  # not wait_for: it can swallow a cancellation on 3.11
+                        await self._wake_sender.wait()
                 except TimeoutError:
                     pass
                 continue
