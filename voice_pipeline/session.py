@@ -34,7 +34,17 @@ from .session_config import SessionConfig
 from .session_replies import SessionReplies
 from .settings import Settings
 from .transcriber import TurnTranscriber
-from .turn import BargeIn, EndOfTurn, SilenceStarted, SpeechResumed, SpeechStarted, TurnConfig, TurnTaking
+from .eot import LatestTextScorer
+from .turn import (
+    BargeIn,
+    EndOfTurn,
+    SilenceStarted,
+    SpeechResumed,
+    SpeechStarted,
+    TurnConfig,
+    TurnTaking,
+    UserState,
+)
 
 log = logging.getLogger("voice_pipeline.session")
 VAD_FRAME_MS = 32.0
@@ -49,6 +59,7 @@ class Engines:
     system_prompt: str
     vad_executor: Executor | None = None
     answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
+    eot: object | None = None  # an EndOfTurnScorer (voice_pipeline.eot); None: silence alone ends turns
     phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
 
 
@@ -58,6 +69,7 @@ class _Turn:
     start_ms: float
     timeline: TurnTimeline = field(default_factory=TurnTimeline)
     stt: TurnTranscriber | None = None
+    eot: LatestTextScorer | None = None
 
 
 @dataclass
@@ -240,6 +252,7 @@ class Session(SessionReplies):
                 case SilenceStarted(speech_end_ms):
                     if self._turn and self.settings.stt.early_final and self.settings.capabilities.stt:
                         self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
+                        self._score_end_of_turn(self._turn, speech_end_ms)
                         self._maybe_speculate(self._turn, speech_end_ms)
                 case SpeechResumed():
                     if self._turn:
@@ -260,6 +273,10 @@ class Session(SessionReplies):
         self._input_start_ms = self._history_audio.end_ms
         turn.timeline.mark("speech_end", self._stream_time(end.speech_end_ms))
         turn.timeline.mark("endpoint", now())
+        if turn.eot is not None:
+            turn.eot.cancel()
+            if turn.eot.latest is not None:
+                turn.timeline.counters["eot_probability"] = round(turn.eot.latest, 3)
         self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(end.speech_end_ms))
         self._emit(EventKind.INPUT_COMMITTED, turn_id=turn.turn_id)
         spec = self._speculation
@@ -277,6 +294,11 @@ class Session(SessionReplies):
         def on_partial(text: str) -> None:
             if self._turn is turn:
                 self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn.turn_id, transcript=text)
+                if turn.eot is not None:
+                    turn.eot.submit(text)
+
+        if self.engines.eot is not None and self.settings.vad.semantic_eot:
+            turn.eot = LatestTextScorer(self.engines.eot, lambda _text, p: self._eot_hint(turn, p))
 
         turn.stt = TurnTranscriber(
             self.engines.stt,
@@ -288,7 +310,27 @@ class Session(SessionReplies):
         )
         return turn
 
+    def _score_end_of_turn(self, turn: _Turn, speech_end_ms: float) -> None:
+        """At a pause: apply the latest end-of-turn probability, and score the pause's transcript."""
+        if turn.eot is None:
+            return
+        if turn.eot.latest is not None:
+            self._turns.hint_end_of_turn(turn.eot.latest)
+
+        def score(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is None and self._turn is turn:
+                turn.eot.submit(task.result().text)
+
+        turn.stt.final(min(self._history_audio.end_ms, speech_end_ms + 100.0)).add_done_callback(score)
+
+    def _eot_hint(self, turn: _Turn, probability: float) -> None:
+        """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
+        if self._turn is turn and self._turns.state is UserState.PAUSED:
+            self._turns.hint_end_of_turn(probability)
+
     def _drop_turn(self) -> None:
+        if self._turn is not None and self._turn.eot is not None:
+            self._turn.eot.cancel()
         if self._turn is not None:
             self._discard_speculation(self._turn)
             self._turn.stt.cancel()

@@ -34,6 +34,7 @@ class VadSettings:
     barge_in_min_speech_ms: int = 96  # speech over the assistant needed to interrupt it
     prefix_padding_ms: int = 300  # audio kept before the detected start of speech
     speculate: bool = True  # prepare the reply during the endpoint wait, held back until the turn ends
+    semantic_eot: bool = True  # the small LLM's end-of-turn probability moves the endpoint (docs/end_of_turn.md)
 
 
 @dataclass

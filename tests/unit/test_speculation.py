@@ -74,3 +74,34 @@ async def test_speculation_can_be_switched_off():
 )
 def test_transcripts_match_on_words_only(a, b, same):
     assert transcripts_match(a, b) is same
+
+
+class ScriptedEot:
+    """An end-of-turn scorer that answers a fixed probability."""
+
+    def __init__(self, probability: float):
+        self.p = probability
+        self.texts = []
+
+    async def probability(self, text: str) -> float:
+        self.texts.append(text)
+        return self.p
+
+
+async def test_an_incomplete_sounding_pause_keeps_the_turn_open():
+    from .fakes import fake_engines
+
+    engines = fake_engines()
+    engines.eot = ScriptedEot(0.0)  # "i'd like to book a flight to": wait up to 1200 ms
+    async with Harness(engines) as h:
+        h.feed(silence(200))
+        h.feed(speech(400))
+        h.feed(silence(160))  # the pause begins; its transcript gets scored
+        await wait_until(lambda: h.session._turn is not None and h.session._turn.eot.latest == 0.0)
+        h.feed(silence(600))  # 760 ms of silence: past the plain 300 ms endpoint
+        await wait_until(lambda: len(h.session._audio_in) == 0)
+        await asyncio.sleep(0.05)
+        assert "input_audio_buffer.committed" not in h.sink.types()
+        h.feed(silence(600))  # 1360 ms: past the longest wait
+        metrics = await h.sink.wait_for("turn.metrics")
+    assert engines.eot.texts and metrics.data["eot_probability"] == 0.0

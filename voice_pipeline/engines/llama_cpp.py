@@ -45,6 +45,9 @@ class LlamaCppLlm:
                 lora_path=lora_path or None,
                 n_ctx=n_ctx,
                 n_threads=n_threads or (os.cpu_count() or 1),
+                # Prompt evaluation uses the same threads, not every core: on a small CPU the other
+                # engines need theirs.
+                n_threads_batch=n_threads or (os.cpu_count() or 1),
                 n_gpu_layers=n_gpu_layers if gpu else 0,
                 verbose=False,
             )

@@ -39,6 +39,11 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     llm = await timed("llm", lambda: LlamaCppLlm.from_settings(settings.llm)) if capabilities.llm else None
     tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None
     answerer = await timed("router", lambda: Answerer.from_settings(settings, llm))
+    eot = None
+    if settings.vad.semantic_eot and capabilities.stt:
+        from ..eot import EndOfTurnScorer
+
+        eot = await timed("eot", lambda: EndOfTurnScorer.load(settings.llm.model_path))
     engines = Engines(
         stt=stt,
         llm=llm,
@@ -47,6 +52,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         system_prompt=prompt,
         vad_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad"),
         answerer=answerer,
+        eot=eot,
     )
     warm_ups = {"stt": stt and stt.warm_up(), "llm": llm and llm.warm_up(prompt), "tts": tts and tts.warm_up()}
     for name, warm in warm_ups.items():
