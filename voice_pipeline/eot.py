@@ -14,6 +14,7 @@ The session hands the probability to `TurnTaking.hint_end_of_turn`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import math
 import os
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Protocol
 
 from .engines.registry import MODELS_DIR, smollm2_gguf
+
+log = logging.getLogger("voice_pipeline.eot")
 
 DATA_VERSION = "v1"
 EOT_DIR = MODELS_DIR / "eot"
@@ -174,7 +177,12 @@ class LatestTextScorer:
     async def _run(self) -> None:
         while self._pending is not None:
             text, self._pending = self._pending, None
-            self.latest = await self._scorer.probability(text)
+            try:
+                self.latest = await self._scorer.probability(text)
+            except Exception:  # a failing scorer must not hold the turn: say "no hint"
+                log.warning("end-of-turn scoring failed", exc_info=True)
+                self._on_probability(text, None)
+                continue
             self._on_probability(text, self.latest)
 
     def cancel(self) -> None:

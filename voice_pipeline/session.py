@@ -70,6 +70,7 @@ class _Turn:
     timeline: TurnTimeline = field(default_factory=TurnTimeline)
     stt: TurnTranscriber | None = None
     eot: LatestTextScorer | None = None
+    eot_scored: asyncio.Event = field(default_factory=asyncio.Event)  # this pause's text was scored
 
 
 @dataclass
@@ -294,8 +295,6 @@ class Session(SessionReplies):
         def on_partial(text: str) -> None:
             if self._turn is turn:
                 self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn.turn_id, transcript=text)
-                if turn.eot is not None:
-                    turn.eot.submit(text)
 
         if self.engines.eot is not None and self.settings.vad.semantic_eot:
             turn.eot = LatestTextScorer(self.engines.eot, lambda _text, p: self._eot_hint(turn, p))
@@ -311,20 +310,29 @@ class Session(SessionReplies):
         return turn
 
     def _score_end_of_turn(self, turn: _Turn, speech_end_ms: float) -> None:
-        """At a pause: apply the latest end-of-turn probability, and score the pause's transcript."""
+        """At a pause, score the pause's own transcript and hold the endpoint until it is scored.
+
+        Partials are usually a second behind the speech, so their scores are not applied here;
+        the wait for the fresh score costs little because the reply is prepared meanwhile.
+        """
         if turn.eot is None:
             return
-        if turn.eot.latest is not None:
-            self._turns.hint_end_of_turn(turn.eot.latest)
+        self._turns.expect_hint()
 
         def score(task: asyncio.Task) -> None:
-            if not task.cancelled() and task.exception() is None and self._turn is turn:
+            if self._turn is not turn:
+                return
+            if task.cancelled() or task.exception() is not None or not task.result().text.strip():
+                turn.eot_scored.set()
+                self._turns.hint_end_of_turn(None)  # nothing to score: plain silence decides
+            else:
                 turn.eot.submit(task.result().text)
 
         turn.stt.final(min(self._history_audio.end_ms, speech_end_ms + 100.0)).add_done_callback(score)
 
-    def _eot_hint(self, turn: _Turn, probability: float) -> None:
+    def _eot_hint(self, turn: _Turn, probability: float | None) -> None:
         """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
+        turn.eot_scored.set()
         if self._turn is turn and self._turns.state is UserState.PAUSED:
             self._turns.hint_end_of_turn(probability)
 

@@ -7,6 +7,7 @@ conversation, turn-taking machine, engines, settings and metrics, set up in `Ses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,14 @@ class SessionReplies:
 
     async def _speculate(self, spec: speculation.Speculation, turn: _Turn, stt: asyncio.Task) -> None:
         speculation.run_as(spec)
+        if turn.eot is not None:
+            # The end-of-turn score decides when the turn is committed; on a small CPU it would be
+            # slowed by the LLM and TTS of this very reply, so it goes first (briefly).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stt)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await turn.eot_scored.wait()
         await self._voice_turn(turn, stt)
 
     def _commit_speculation(self, spec: speculation.Speculation, turn: _Turn) -> None:

@@ -62,7 +62,7 @@ class TurnTranscriber:
         if self._final is not None:
             return
         partial = self._partial
-        if partial is not None and partial.end_ms >= speech_end_ms + _FINAL_TAIL_MS / 2:
+        if partial is not None and partial.end_ms >= speech_end_ms:  # it heard all of the speech
             self._final, self._partial = partial, None
             self.reused_partial = True
             return

@@ -83,6 +83,7 @@ class TurnTaking:
         self._speech_end_ms = 0.0  # end of the last speech frame of the current turn
         self._barged_in = False
         self._eot_probability: float | None = None
+        self._awaiting_hint = False  # a hint is on its way: wait for it (up to the longest wait)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -126,12 +127,20 @@ class TurnTaking:
     def hint_end_of_turn(self, probability: float | None) -> None:
         """A semantic end-of-turn probability for the words so far (None clears it)."""
         self._eot_probability = probability
+        self._awaiting_hint = False
+
+    def expect_hint(self) -> None:
+        """A hint for this pause is being computed: until it comes, wait up to the longest wait."""
+        if self.state is UserState.PAUSED:
+            self._awaiting_hint = True
 
     # -- derived ------------------------------------------------------------------------------
 
     @property
     def endpoint_silence_ms(self) -> float:
         cfg, p = self.config, self._eot_probability
+        if self._awaiting_hint:
+            return cfg.max_endpoint_silence_ms
         if p is None:
             return cfg.endpoint_silence_ms
         if p >= 0.5:
@@ -154,6 +163,7 @@ class TurnTaking:
         elif self.state is UserState.PAUSED:
             self.state = UserState.SPEAKING
             self._eot_probability = None
+            self._awaiting_hint = False
             actions.append(SpeechResumed(end_ms - frame_ms))
         else:
             self._speech_run_ms += frame_ms
@@ -204,3 +214,4 @@ class TurnTaking:
         self.state = UserState.QUIET
         self._speech_run_ms = 0.0
         self._eot_probability = None
+        self._awaiting_hint = False

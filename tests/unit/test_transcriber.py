@@ -95,7 +95,7 @@ async def test_resumed_speech_discards_the_early_final():
 async def test_running_partial_that_covers_the_speech_becomes_the_final():
     stt = GatedStt()
     transcriber, seen = make(stt)
-    transcriber.maybe_partial(1100)  # sees audio up to 1100 ms
+    transcriber.maybe_partial(1000)  # sees audio up to 1000 ms: all of the speech
     await settle()
     transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
     final = transcriber.final(1100)
@@ -108,7 +108,7 @@ async def test_running_partial_that_covers_the_speech_becomes_the_final():
 async def test_partial_that_misses_the_end_of_speech_is_not_reused():
     stt = GatedStt()
     transcriber, _ = make(stt)
-    transcriber.maybe_partial(800)
+    transcriber.maybe_partial(990)
     await settle()
     transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
     await settle()

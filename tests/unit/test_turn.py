@@ -210,6 +210,29 @@ def test_confident_hint_ends_the_turn_sooner_and_resuming_clears_it():
     assert d.machine.endpoint_silence_ms == 300.0
 
 
+def test_an_expected_hint_holds_the_endpoint_until_it_comes():
+    d = Driver()
+    d.speech(320)
+    d.machine.expect_hint()  # not paused yet: nothing to hold
+    assert d.machine.endpoint_silence_ms == 300.0
+    d.silence(128)
+    d.machine.expect_hint()
+    d.silence(640)  # far past 300 ms, short of the longest wait
+    assert d.machine.state is UserState.PAUSED
+    d.machine.hint_end_of_turn(0.9)  # complete: 180 ms suffice, so the next frame ends the turn
+    d.silence(32)
+    assert isinstance(d.actions[-1], EndOfTurn)
+
+
+def test_speech_while_awaiting_a_hint_clears_the_wait():
+    d = Driver()
+    d.speech(320)
+    d.silence(128)
+    d.machine.expect_hint()
+    d.speech(64)
+    assert d.machine.endpoint_silence_ms == 300.0
+
+
 def test_endpoint_shorter_than_pause_fires_both_in_order():
     d = Driver(pause_ms=96, endpoint_silence_ms=96)
     d.speech(320)
