@@ -52,7 +52,11 @@ class SttSettings:
 @dataclass
 class LlmSettings:
     model_path: str = ""  # empty -> the embedded SmolLM2-135M-Instruct GGUF
-    lora_path: str = ""
+    # "base": SmolLM2-135M-Instruct as shipped. "tuned": plus the project's voice LoRA
+    # (models/voice_lora/), which answers first and never uses markdown but is not yet as
+    # accurate on facts (docs/finetune.md), so it is not the default yet.
+    variant: str = "base"
+    lora_path: str = ""  # an explicit adapter overrides `variant`
     n_ctx: int = 2048
     n_threads: int = 0  # 0 -> all cores
     n_gpu_layers: int = -1  # used only when llama.cpp was built with GPU support

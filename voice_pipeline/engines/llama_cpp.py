@@ -15,10 +15,19 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
 
-from ..errors import EngineError
+from ..errors import ConfigError, EngineError
 from ..threads import iterate_in_thread
 from .base import ChatMessage
-from .registry import smollm2_gguf
+from .registry import MODELS_DIR, smollm2_gguf
+
+
+def voice_lora_path(variant: str) -> str:
+    """The adapter for a model variant: none for "base", the project's voice LoRA for "tuned"."""
+    if variant == "base":
+        return ""
+    if variant == "tuned":
+        return str(MODELS_DIR / "voice_lora" / "voice-lora-v1.gguf")
+    raise ConfigError(f"llm.variant must be 'base' or 'tuned', not {variant!r}")
 
 
 class LlamaCppLlm:
@@ -60,7 +69,7 @@ class LlamaCppLlm:
     def from_settings(cls, settings) -> "LlamaCppLlm":
         return cls(
             model_path=settings.model_path,
-            lora_path=settings.lora_path,
+            lora_path=settings.lora_path or voice_lora_path(settings.variant),
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,
             n_gpu_layers=settings.n_gpu_layers,
