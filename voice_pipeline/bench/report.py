@@ -124,6 +124,7 @@ def markdown(report: dict, charts: dict[str, str]) -> str:
         f"{s['cold_start']['first_turn_after_ready']['voice_to_voice_ms']} ms", "",
     ]
     lines += _concurrency_md(s["concurrency"], charts) + _baselines_md(s["baselines"], charts)
+    lines += _turn_taking_md(s.get("turn_taking", {}).get("systems", {}))
     return "\n".join(lines) + "\n"
 
 
@@ -141,6 +142,25 @@ def _concurrency_md(c: dict, charts: dict[str, str]) -> list[str]:
         lines.append(f"| {lv['sessions']} | {lv['turns']} | {v['p50']} | {v['p95']} | {v['p99']} | {v['max']} | "
                      f"{r.get('cpu_cores_used')} | {r.get('peak_rss_mib')} | {lv['status']} |")
     return lines + ["", f"![voice-to-voice against concurrency]({charts['concurrency']})", ""]
+
+
+def _turn_taking_md(systems: dict) -> list[str]:
+    if not systems:
+        return []
+    lines = [
+        "## Speculation and end-of-turn, on and off (whole corpus, pauses included)", "",
+        "False cut-off: reply audio reached the client before the user had finished the question.", "",
+        "| system | what it is | turns | p50 | p95 | p50 pause items | false cut-offs | premature endpoints "
+        "| speculation hits | misses | hit rate | wasted CPU ms | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, sy in systems.items():
+        v, vp = sy["voice_to_voice_ms"], sy["voice_to_voice_ms_pause_items"]
+        lines.append(f"| {name} | {sy['description']} | {sy['turns']} | {v['p50']} | {v['p95']} | {vp['p50']} | "
+                     f"{sy['false_cutoffs']} | {sy['premature_endpoints']} | "
+                     f"{sy['speculation_hits']} | {sy['speculation_misses']} | {sy['speculation_hit_rate']} | "
+                     f"{sy['speculation_wasted_cpu_ms']} | {sy['status']} |")
+    return lines + [""]
 
 
 def _baselines_md(b: dict, charts: dict[str, str]) -> list[str]:

@@ -29,6 +29,8 @@ class RunConfig:
     baselines: tuple[str, ...] = ("naive", "no_early_final", "no_partials", "sentences_only",
                                   "no_llm_tts_streaming", "streaming_off")
     baseline_items: int = 8
+    # Systems that play the whole corpus (mid-sentence pauses included), to compare turn-taking.
+    comparisons: tuple[str, ...] = ("no_speculation", "no_semantic_eot", "silence_only")
     turn_timeout_s: float = 60.0
     log_dir: str = ""
     extra_env: dict = field(default_factory=dict)
@@ -36,7 +38,7 @@ class RunConfig:
     @classmethod
     def quick_config(cls, **overrides) -> "RunConfig":
         base = dict(quick=True, max_concurrency=2, items_per_session=1, stagger_s=1.0,
-                    baselines=("naive", "no_llm_tts_streaming"), baseline_items=2)
+                    baselines=("naive", "no_llm_tts_streaming"), baseline_items=2, comparisons=())
         return cls(**{**base, **overrides})
 
 
@@ -76,6 +78,14 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
         finally:
             await system.close()
 
+    for name in config.comparisons:
+        system = SYSTEMS[name].make(options)
+        try:
+            phases["cold_start"][name] = await system.start()
+            samples += await _level(system, spoken, 1, len(spoken), 0.0, phases, name, progress)
+        finally:
+            await system.close()
+
     return {
         "schema": "voice-pipeline-bench/1",
         "created_unix": round(time.time()),
@@ -87,7 +97,8 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
         "samples": [s.to_json() for s in samples],
         "phases": phases,
         "summary": summarize_run(samples, phases, config.limit_ms, baseline_ids,
-                                 {name: SYSTEMS[name].description for name in ("pipeline", *config.baselines)}),
+                                 {name: SYSTEMS[name].description for name in ("pipeline", *config.baselines)},
+                                 {name: SYSTEMS[name].description for name in config.comparisons}),
     }
 
 

@@ -129,6 +129,8 @@ async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: T
             sample.status = "stt_fallback"  # the final transcript missed its budget: a fixed apology was spoken
         done = [e for e in client.received.of_type("response.done") if e.get("response_id") == response_id]
         sample.reply_text = done[0].get("text", "") if done else ""
+    user_done_t = t0 + spoken.speech_end_s
+    sample.spoke_over_user = any(t < user_done_t for t, _ in client.received.audio)
     stops = client.received.of_type("input_audio_buffer.speech_stopped")
     sample.turns = len(stops)
     sample.premature_endpoints = sum(1 for e in stops if e.get("audio_end_ms", 0) < final_end_ms)
@@ -181,6 +183,9 @@ def _fill_from_metrics(sample: TurnSample, metrics: dict) -> None:
     sample.stages_ms = metrics.get("stages_ms") or {}
     sample.server_voice_to_voice_ms = metrics.get("voice_to_voice_ms")
     sample.llm_tokens = metrics.get("llm_tokens")
+    sample.speculation = metrics.get("speculation", "")
+    sample.speculation_misses = metrics.get("speculation_misses", 0)
+    sample.speculation_wasted_cpu_ms = metrics.get("speculation_wasted_cpu_ms", 0.0)
     first, twentieth = sample.marks_ms.get("llm_first_token"), sample.marks_ms.get("llm_token_20")
     if first is not None and twentieth is not None and twentieth > first:
         sample.llm_tokens_per_s = round(19 * 1000.0 / (twentieth - first), 1)

@@ -42,7 +42,7 @@ def wer_report(samples: list[TurnSample]) -> dict:
 
 
 def summarize_run(samples: list[TurnSample], phases: dict, limit_ms: float, baseline_ids: list[str],
-                  descriptions: dict[str, str]) -> dict:
+                  descriptions: dict[str, str], comparisons: dict[str, str] | None = None) -> dict:
     pipeline_n1 = [s for s in samples if s.system == "pipeline" and s.concurrency == 1]
     first = next((s for s in pipeline_n1 if s.first_turn_after_ready), None)
     cold = phases["cold_start"].get("pipeline", {})
@@ -63,7 +63,36 @@ def summarize_run(samples: list[TurnSample], phases: dict, limit_ms: float, base
         },
         "concurrency": concurrency_report(samples, phases, limit_ms),
         "baselines": baselines_report(samples, phases, baseline_ids, descriptions),
+        "turn_taking": turn_taking_report(samples, comparisons or {}),
     }
+
+
+def turn_taking_report(samples: list[TurnSample], comparisons: dict[str, str]) -> dict:
+    """Speculation and end-of-turn on and off, over the whole corpus (pauses included)."""
+    if not comparisons:
+        return {"systems": {}}
+    systems = {}
+    for name, description in {"pipeline": "speculation and the end-of-turn probability on (default)",
+                              **comparisons}.items():
+        group = [s for s in samples if s.system == name and s.concurrency == 1]
+        paused = [s for s in group if s.pause_ms]
+        finished = [s for s in group if s.speculation or s.status == "ok"]
+        systems[name] = {
+            "description": description,
+            "turns": len(group),
+            "voice_to_voice_ms": summarize(s.voice_to_voice_ms for s in group),
+            "voice_to_voice_ms_pause_items": summarize(s.voice_to_voice_ms for s in paused),
+            "false_cutoffs": sum(s.spoke_over_user for s in group),
+            "premature_endpoints": sum(s.premature_endpoints for s in group),
+            "pause_items": len(paused),
+            "speculation_hits": sum(s.speculation == "hit" for s in group),
+            "speculation_misses": sum(s.speculation_misses for s in group),
+            "speculation_hit_rate": round(sum(s.speculation == "hit" for s in group) / len(finished), 3)
+            if finished else None,
+            "speculation_wasted_cpu_ms": round(sum(s.speculation_wasted_cpu_ms for s in group), 1),
+            "status": dict(Counter(s.status for s in group)),
+        }
+    return {"systems": systems}
 
 
 def concurrency_report(samples: list[TurnSample], phases: dict, limit_ms: float) -> dict:

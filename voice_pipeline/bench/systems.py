@@ -34,6 +34,10 @@ class TurnSample:
     error: str = ""
     turns: int = 0  # turns the server saw in this item (a long pause may split one question)
     premature_endpoints: int = 0  # turns that ended before the user had finished
+    spoke_over_user: bool = False  # a false cut-off: reply audio arrived before the user had finished
+    speculation: str = ""  # "hit" when the final turn's reply was prepared during the endpoint wait
+    speculation_misses: int = 0  # speculative replies thrown away because the user went on
+    speculation_wasted_cpu_ms: float = 0.0
     voice_to_voice_ms: float | None = None  # client: last speech sample "spoken" -> first reply audio received
     server_voice_to_voice_ms: float | None = None
     marks_ms: dict = field(default_factory=dict)
@@ -117,6 +121,12 @@ SYSTEMS: dict[str, SystemSpec] = {
         _server("no_llm_tts_streaming", "TTS starts after the whole LLM answer (VP_TTS_STREAM_TEXT=false)",
                 {"VP_TTS_STREAM_TEXT": "false"}),
         _server("streaming_off", "early final, partials and LLM->TTS streaming all off", _ALL_OFF),
+        _server("no_speculation", "no reply prepared during the endpoint wait", {"VP_VAD_SPECULATE": "false"}),
+        _server("no_semantic_eot", "silence alone ends the turn (no end-of-turn probability)",
+                {"VP_VAD_SEMANTIC_EOT": "false"}),
+        _server("silence_only", "neither speculation nor the end-of-turn probability: 300 ms of silence ends "
+                                "the turn and only then does the reply start",
+                {"VP_VAD_SPECULATE": "false", "VP_VAD_SEMANTIC_EOT": "false"}),
         SystemSpec("naive", "naive sequential pipeline in-process: VAD endpoint -> whole transcript -> "
                             "whole LLM answer -> whole TTS -> send", _naive),
     )
