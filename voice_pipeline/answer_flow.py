@@ -7,6 +7,8 @@ model levels (every LLM level failed, or TTS failed before any audio) fall throu
 
 from __future__ import annotations
 
+import asyncio
+
 from .answering import Answer
 from .engines.fallback import FallbackLLM, FallbackRecord
 from .errors import EngineError
@@ -14,8 +16,14 @@ from .phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
 from .responder import Reply, ReplyPlan
 
 
-async def produce(reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, counters: dict) -> str:
-    """Speak `answer`; returns the level that answered: instant, small, large, local or cached."""
+async def produce(
+    reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, counters: dict, first_audio_s: float | None = None
+) -> str:
+    """Speak `answer`; returns the level that answered: instant, small, large, local or cached.
+
+    With `first_audio_s`, a reply that has nothing audible by then gets the cached filler first,
+    so the user always hears something within the budget while the answer is still coming.
+    """
     if answer.text is not None:
         if answer.text:
             await reply.speak_text(answer.text, phrases.get(answer.text), phrases.sample_rate_hz)
@@ -23,20 +31,32 @@ async def produce(reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrase
     if answer.llm is None:  # the LLM is switched off: templates or this
         await speak_cached(reply, LLM_OFF, phrases)
         return "cached"
+    watchdog = None
     if answer.filler and FILLER in phrases:
         await reply.add_cached(FILLER, phrases.get(FILLER), phrases.sample_rate_hz)
-    if not isinstance(answer.llm, FallbackLLM):  # a bare engine: no cascade to record
-        await reply.run(plan)
-        return answer.route
-    record = FallbackRecord()
+    elif first_audio_s is not None and FILLER in phrases:
+        watchdog = asyncio.get_running_loop().create_task(_fill_silence(reply, phrases, first_audio_s, counters))
+    record = FallbackRecord() if isinstance(answer.llm, FallbackLLM) else None  # a bare engine: no cascade
     plan.llm_record = record
     try:
         await reply.run(plan)
     finally:
-        counters.update(record.summary())
+        if watchdog is not None:
+            watchdog.cancel()
+        if record is not None:
+            counters.update(record.summary())
+    if record is None:
+        return answer.route
     if answer.route == "large" and record.answered_level:
         return "local"  # the remote level failed or missed its budget; the local model answered
     return answer.route
+
+
+async def _fill_silence(reply: Reply, phrases: Phrasebook, after_s: float, counters: dict) -> None:
+    await asyncio.sleep(after_s)
+    if not reply.record.pieces:  # nothing is being spoken yet: the first-audio budget is missed
+        counters["first_audio_budget_miss"] = True
+        await reply.add_cached(FILLER, phrases.get(FILLER), phrases.sample_rate_hz)
 
 
 async def last_resort(reply: Reply, phrases: Phrasebook, error: EngineError) -> str:

@@ -171,7 +171,8 @@ class SessionReplies:
         status, reason, level = "completed", None, "none"
         try:
             try:
-                level = await produce(reply, answer, plan, self.phrases, counters)
+                level = await produce(reply, answer, plan, self.phrases, counters,
+                                      self.settings.budgets.first_audio_ms / 1000.0)
             except EngineError as exc:
                 self.error("stage_failed", str(exc))
                 self.metrics.fallbacks.labels(exc.stage, "failed").inc()
@@ -194,6 +195,8 @@ class SessionReplies:
             self.error("stage_failed", reason)
         finally:
             counters["answered_by"] = level
+            if counters.get("first_audio_budget_miss"):
+                self.metrics.fallbacks.labels("first_audio", "budget").inc()
             for attempt in counters.get("llm_attempts", []):
                 if attempt["outcome"] != "answered":
                     self.metrics.fallbacks.labels("llm", attempt["outcome"]).inc()

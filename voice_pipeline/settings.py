@@ -123,6 +123,7 @@ class BudgetSettings:
 
     stt_final_ms: int = 4000  # from the endpoint to the final transcript
     llm_first_token_ms: int = 4000  # local small model, from the request
+    first_audio_ms: int = 2500  # from the start of a reply: past it, a cached filler plays meanwhile
     escalate_after_failures: int = 2  # consecutive "sorry" answers before an escalation event
 
 

@@ -349,3 +349,24 @@ async def test_stt_switched_off_asks_for_text():
         await h.say()
         done = await h.sink.wait_for("response.done")
     assert done.data["text"] == STT_OFF and stt.calls == []
+
+
+async def test_a_slow_first_audio_gets_the_cached_filler_meanwhile():
+    import numpy as np
+
+    from voice_pipeline.phrasebook import FILLER, Phrasebook
+
+    llm = FakeLlm(hold_after=0)  # the model says nothing until released
+    settings = make_settings()
+    settings.budgets.first_audio_ms = 1
+    engines = fake_engines(llm=llm)
+    engines.phrases = Phrasebook(16_000)
+    engines.phrases.add(FILLER, np.full(1600, 0.1, dtype=np.float32))
+    async with Harness(engines, settings) as h:
+        await h.session.handle(cmd.UserText("think hard"))
+        await h.sink.wait_for("output_audio_buffer.started")
+        llm.release.set()
+        metrics = await h.sink.wait_for("turn.metrics")
+    assert metrics.data["first_audio_budget_miss"] is True
+    assert h.sink.of("response.done")[0].data["status"] == "completed"
+    assert h.metrics.fallbacks.labels("first_audio", "budget")._value.get() == 1
