@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voice_pipeline.finetune import data
-from voice_pipeline.finetune.spoken_numbers import say_decimal, say_number
+from voice_pipeline.spoken_numbers import say_decimal, say_number
 from voice_pipeline.finetune.templated import normalize_prompt
 
 SPLITS = {name: data.load(name) for name in ("train", "heldout")}

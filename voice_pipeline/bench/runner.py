@@ -70,21 +70,9 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
         await pipeline.close()
 
     baseline_spoken = [s for s in spoken if s.item.item_id in baseline_ids]
-    for name in config.baselines:
-        system = SYSTEMS[name].make(options)
-        try:
-            phases["cold_start"][name] = await system.start()
-            samples += await _level(system, baseline_spoken, 1, len(baseline_spoken), 0.0, phases, name, progress)
-        finally:
-            await system.close()
-
-    for name in config.comparisons:
-        system = SYSTEMS[name].make(options)
-        try:
-            phases["cold_start"][name] = await system.start()
-            samples += await _level(system, spoken, 1, len(spoken), 0.0, phases, name, progress)
-        finally:
-            await system.close()
+    for names, items_of_system in ((config.baselines, baseline_spoken), (config.comparisons, spoken)):
+        for name in names:
+            samples += await _one_session(name, items_of_system, options, phases, progress)
 
     return {
         "schema": "voice-pipeline-bench/1",
@@ -100,6 +88,16 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
                                  {name: SYSTEMS[name].description for name in ("pipeline", *config.baselines)},
                                  {name: SYSTEMS[name].description for name in config.comparisons}),
     }
+
+
+async def _one_session(name: str, spoken, options: BenchOptions, phases: dict, progress) -> list[TurnSample]:
+    """Start system `name`, play `spoken` through one session, stop it."""
+    system = SYSTEMS[name].make(options)
+    try:
+        phases["cold_start"][name] = await system.start()
+        return await _level(system, spoken, 1, len(spoken), 0.0, phases, name, progress)
+    finally:
+        await system.close()
 
 
 async def _sweep(pipeline, spoken, config: RunConfig, phases: dict, samples: list, progress) -> None:

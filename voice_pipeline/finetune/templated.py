@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from .spoken_numbers import say_decimal, say_number
+from ..spoken_numbers import say_decimal, say_number
 
 SEED = 6
 

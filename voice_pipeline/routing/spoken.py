@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+from ..spoken_numbers import TENS, say_number
+
 _ORDINAL_ONES = ["zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
                  "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
                  "seventeenth", "eighteenth", "nineteenth"]
@@ -18,18 +17,7 @@ WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 
 def number_words(n: int) -> str:
     """0..9999 as words: 'twenty-one', 'two thousand twenty-six'."""
-    if not 0 <= n < 10_000:
-        raise ValueError(f"out of range: {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
-    thousands, rest = divmod(n, 1000)
-    return f"{_ONES[thousands]} thousand" + (f" {number_words(rest)}" if rest else "")
+    return say_number(n, with_and=False, limit=10_000)
 
 
 def ordinal_words(n: int) -> str:
@@ -37,7 +25,7 @@ def ordinal_words(n: int) -> str:
     if n < 20:
         return _ORDINAL_ONES[n]
     tens, ones = divmod(n, 10)
-    return _ORDINAL_TENS[n] if not ones and n in _ORDINAL_TENS else f"{_TENS[tens]}-{_ORDINAL_ONES[ones]}"
+    return _ORDINAL_TENS[n] if not ones and n in _ORDINAL_TENS else f"{TENS[tens]}-{_ORDINAL_ONES[ones]}"
 
 
 def _hour_word(hour_24: int) -> str:
