@@ -99,8 +99,11 @@ def test_ok_turns_carry_their_marks_in_order(report: dict) -> None:
         if sample["status"] != "ok" or sample["system"] == "naive":
             continue
         assert sample["voice_to_voice_ms"] is not None
-        assert marks["endpoint"] <= marks["stt_final"] <= marks["llm_first_token"] <= marks["first_audio_sent"]
-        assert marks["tts_first_audio"] <= marks["first_audio_sent"]
+        # The final transcript may come before the endpoint (the final pass starts at the pause and the
+        # endpoint waits for the end-of-turn score), but the critical path is ordered and no audio
+        # goes out before the endpoint.
+        assert marks["stt_final"] <= marks["llm_first_token"] <= marks["tts_first_audio"] <= marks["first_audio_sent"]
+        assert marks["endpoint"] <= marks["first_audio_sent"]
 
 
 def test_wer_cold_start_and_resources(report: dict) -> None:

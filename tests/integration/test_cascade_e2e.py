@@ -40,6 +40,7 @@ def pipeline(tmp_path_factory, proxy_port):
         VP_REMOTE_MODEL="smollm2",
         VP_REMOTE_MAX_TOKENS="32",
         VP_REMOTE_FIRST_TOKEN_MS="15000",  # generous for a loaded 2-core machine; the held fault (30 s) exceeds it
+        VP_REMOTE_READ_TIMEOUT_S="60",  # longer than the budget, so a held first token is a budget miss
         VP_REMOTE_BREAKER_FAILURES="10",
         VP_TELEPHONY_SIP_ENABLED="false",
     )
