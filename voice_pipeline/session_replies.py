@@ -222,6 +222,7 @@ class SessionReplies:
     def _finish_reply(self, turn: _Turn, record: ReplyRecord, status: str, reason: str | None) -> None:
         self._release_turn(turn)
         self.outbox.end_reply(record.response_id)
+        self._reply_timelines.pop(record.response_id, None)  # a reply that never sent audio
         if speculation.current() is not None:  # discarded: no history, no events, no metrics
             return
         heard = record.text if status == "completed" else record.played_text(self.outbox.played_ms(record.response_id))
