@@ -60,6 +60,7 @@ class Engines:
     vad_executor: Executor | None = None
     answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
     eot: object | None = None  # an EndOfTurnScorer (voice_pipeline.eot); None: silence alone ends turns
+    speculate: bool = True  # prepare replies during the endpoint wait (settings.vad.speculate, resolved)
     phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
 
 
@@ -296,7 +297,7 @@ class Session(SessionReplies):
             if self._turn is turn:
                 self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn.turn_id, transcript=text)
 
-        if self.engines.eot is not None and self.settings.vad.semantic_eot:
+        if self.engines.eot is not None:
             turn.eot = LatestTextScorer(self.engines.eot, lambda _text, p: self._eot_hint(turn, p))
 
         turn.stt = TurnTranscriber(

@@ -31,7 +31,7 @@ class SessionReplies:
 
     def _maybe_speculate(self, turn: _Turn, speech_end_ms: float) -> None:
         busy = self._active_turn_id is not None or (self._reply_task is not None and not self._reply_task.done())
-        if not self.settings.vad.speculate or busy or self._speculation is not None:
+        if not self.engines.speculate or busy or self._speculation is not None:
             return
         spec = speculation.Speculation(turn.turn_id, len(self.conversation.history))
         self._reply_record = None  # no reply is active; a later barge-in must not clear an old one

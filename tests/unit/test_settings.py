@@ -30,3 +30,18 @@ def test_bad_settings_are_named(environ):
     with pytest.raises(ConfigError) as info:
         Settings.load(environ=environ)
     assert next(iter(environ)) in str(info.value)
+
+
+@pytest.mark.parametrize("value, gpu, on", [("auto", True, True), ("auto", False, False), ("on", False, True),
+                                            ("false", True, False), ("1", False, True)])
+def test_auto_switches_follow_the_gpu_unless_forced(value, gpu, on):
+    from voice_pipeline.settings import switch_on
+
+    assert switch_on(value, gpu) is on
+
+
+def test_a_bad_switch_is_named():
+    from voice_pipeline.settings import switch_on
+
+    with pytest.raises(ConfigError, match="maybe"):
+        switch_on("maybe", False)

@@ -52,9 +52,11 @@ async def test_resumed_speech_discards_a_prepared_reply_without_a_trace():
 
 
 async def test_speculation_can_be_switched_off():
-    settings = make_settings()
-    settings.vad.speculate = False
-    async with Harness(settings=settings) as h:
+    from .fakes import fake_engines
+
+    engines = fake_engines()
+    engines.speculate = False
+    async with Harness(engines) as h:
         await h.say()
         metrics = await h.sink.wait_for("turn.metrics")
     assert "speculation" not in metrics.data

@@ -72,7 +72,8 @@ def turn_taking_report(samples: list[TurnSample], comparisons: dict[str, str]) -
     if not comparisons:
         return {"systems": {}}
     systems = {}
-    for name, description in {"pipeline": "speculation and the end-of-turn probability on (default)",
+    for name, description in {"pipeline": "the default settings (speculation and end-of-turn: auto, i.e. on "
+                                          "with a GPU STT, off on the CPU)",
                               **comparisons}.items():
         group = [s for s in samples if s.system == name and s.concurrency == 1]
         paused = [s for s in group if s.pause_ms]

@@ -121,12 +121,15 @@ SYSTEMS: dict[str, SystemSpec] = {
         _server("no_llm_tts_streaming", "TTS starts after the whole LLM answer (VP_TTS_STREAM_TEXT=false)",
                 {"VP_TTS_STREAM_TEXT": "false"}),
         _server("streaming_off", "early final, partials and LLM->TTS streaming all off", _ALL_OFF),
-        _server("no_speculation", "no reply prepared during the endpoint wait", {"VP_VAD_SPECULATE": "false"}),
-        _server("no_semantic_eot", "silence alone ends the turn (no end-of-turn probability)",
-                {"VP_VAD_SEMANTIC_EOT": "false"}),
-        _server("silence_only", "neither speculation nor the end-of-turn probability: 300 ms of silence ends "
-                                "the turn and only then does the reply start",
-                {"VP_VAD_SPECULATE": "false", "VP_VAD_SEMANTIC_EOT": "false"}),
+        _server("speculation_and_eot", "reply prepared during the endpoint wait, and the endpoint held for the "
+                                       "end-of-turn probability (both forced on)",
+                {"VP_VAD_SPECULATE": "on", "VP_VAD_SEMANTIC_EOT": "on"}),
+        _server("speculation_only", "reply prepared during the endpoint wait; silence alone ends the turn",
+                {"VP_VAD_SPECULATE": "on", "VP_VAD_SEMANTIC_EOT": "off"}),
+        _server("eot_only", "endpoint moved by the end-of-turn probability; the reply starts after it",
+                {"VP_VAD_SPECULATE": "off", "VP_VAD_SEMANTIC_EOT": "on"}),
+        _server("silence_only", "neither: 300 ms of silence ends the turn and only then does the reply start",
+                {"VP_VAD_SPECULATE": "off", "VP_VAD_SEMANTIC_EOT": "off"}),
         SystemSpec("naive", "naive sequential pipeline in-process: VAD endpoint -> whole transcript -> "
                             "whole LLM answer -> whole TTS -> send", _naive),
     )

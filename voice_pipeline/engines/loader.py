@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..session import Engines
-from ..settings import Settings
+from ..settings import Settings, switch_on
 from .registry import cache_dir, system_prompt
 
 log = logging.getLogger("voice_pipeline.engines")
@@ -40,7 +40,8 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None
     answerer = await timed("router", lambda: Answerer.from_settings(settings, llm))
     eot = None
-    if settings.vad.semantic_eot and capabilities.stt:
+    stt_on_gpu = getattr(stt, "device", "cpu") == "cuda"
+    if capabilities.stt and switch_on(settings.vad.semantic_eot, stt_on_gpu):
         from ..eot import EndOfTurnScorer
 
         eot = await timed("eot", lambda: EndOfTurnScorer.load(settings.llm.model_path))
@@ -53,6 +54,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         vad_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad"),
         answerer=answerer,
         eot=eot,
+        speculate=switch_on(settings.vad.speculate, stt_on_gpu),
     )
     warm_ups = {"stt": stt and stt.warm_up(), "llm": llm and llm.warm_up(prompt), "tts": tts and tts.warm_up()}
     for name, warm in warm_ups.items():
