@@ -44,9 +44,24 @@ class BaresipCall:
 
 
 def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port baresip can use whole: it binds UDP and TCP there, and its TLS transport the next one."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port < 65535 and all(_bindable(port + offset, kind) for offset in (0, 1)
+                                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)):
+            return port
+    raise RuntimeError("no free port pair for baresip on 127.0.0.1")
+
+
+def _bindable(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def write_config(config_dir: Path, microphone_wav: Path, recordings_dir: Path, sip_port: int) -> None:
