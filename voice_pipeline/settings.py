@@ -50,6 +50,10 @@ class SttSettings:
     partials: bool = True
     partial_interval_ms: int = 700
     early_final: bool = True  # start the final pass at the start of silence, not at the endpoint
+    # "fitted": whisper's encoder runs on the utterance plus `window_margin_s` of silence instead of
+    # a fixed 30 s window (engines/whisper_window.py); "full": faster-whisper's own 30 s windows.
+    encoder_window: str = "fitted"
+    window_margin_s: float = 2.0
 
 
 @dataclass

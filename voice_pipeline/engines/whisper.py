@@ -1,4 +1,5 @@
-"""faster-whisper STT: GPU when CTranslate2 sees one, int8 on the CPU otherwise."""
+"""faster-whisper STT: GPU when CTranslate2 sees one, int8 on the CPU otherwise; the encoder window
+fitted to the utterance by default (whisper_window.py), faster-whisper's 30 s windows on request."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import EngineError
+from ..errors import ConfigError, EngineError
 from ..settings import SttSettings
 from .base import Transcript
 from .registry import whisper_model_dir
+from .whisper_window import FittedWindowDecoder
 
 
 def cuda_available() -> bool:
@@ -44,8 +46,17 @@ class WhisperStt:
             num_workers=workers,
         )
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt")
+        if settings.encoder_window not in {"fitted", "full"}:
+            raise ConfigError(f"stt.encoder_window must be fitted or full, not {settings.encoder_window!r}")
+        self._fitted = None
+        if settings.encoder_window == "fitted":
+            self._fitted = FittedWindowDecoder(self._model, settings.beam_size, settings.window_margin_s)
+            self.name += ":fitted"
 
     def _transcribe_blocking(self, audio_16k: np.ndarray, final: bool) -> Transcript:
+        if self._fitted is not None and self._fitted.fits(audio_16k):
+            text = self._fitted.transcribe(audio_16k)
+            return Transcript(text=text, final=final, audio_ms=1000.0 * len(audio_16k) / 16_000)
         # The call and the iteration of its lazy segment generator both run here, in the worker.
         segments, _info = self._model.transcribe(
             audio_16k,
