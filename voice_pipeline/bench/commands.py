@@ -29,6 +29,17 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     bench.add_argument("--corpus", help="corpus definition (default bench/corpus/v1.json)")
     bench.set_defaults(run=_bench)
 
+    final = evals.add_parser("final-pass", help="cost and WER of the ways to run the final STT pass")
+    final.add_argument("--model", default="tiny.en", help="whisper model (default tiny.en)")
+    final.add_argument("--threads", type=int, default=2, help="CPU threads for whisper (default 2)")
+    final.add_argument("--repeats", type=int, default=3, help="timed runs per item and strategy (median kept)")
+    final.add_argument("--margin-s", type=float, default=2.0, help="silence after the speech in a fitted window")
+    final.add_argument("--partial-lead-ms", type=float, default=700.0,
+                       help="how long before the end of speech the simulated last partial ends")
+    final.add_argument("--items", type=int, help="only the first N corpus items")
+    final.add_argument("--json", action="store_true", help="print the report as JSON")
+    final.set_defaults(run=_final_pass)
+
 
 def _bench(args: argparse.Namespace) -> int:
     import logging
@@ -65,6 +76,16 @@ def _bench(args: argparse.Namespace) -> int:
         publish(out, report, command)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return 0 if report["summary"]["pipeline"]["status"].get("ok") else 1
+
+
+def _final_pass(args: argparse.Namespace) -> int:
+    import json
+
+    from .final_pass import evaluate, table
+
+    report = evaluate(args.model, args.threads, args.repeats, args.margin_s, args.partial_lead_ms, max_items=args.items)
+    print(json.dumps(report, indent=2) if args.json else table(report))
+    return 0
 
 
 def publish(out: Path, report: dict, command: str) -> None:
