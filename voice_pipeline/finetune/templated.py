@@ -1,15 +1,35 @@
 """Templated training examples: arithmetic and unit conversions, prompts with digits (as speech
-recognition writes them), replies with the numbers written as said. Deterministic: fixed seed."""
+recognition writes them), replies with the numbers written as said. Deterministic: fixed seed.
+
+v1 drew its arithmetic from two- and three-digit numbers; the adapter trained on it learned to answer
+"how many" questions with long made-up numbers ("one hundred and forty-eight days in a week"). v2
+keeps the unit conversions and draws its arithmetic from the small numbers people ask aloud."""
 
 from __future__ import annotations
 
 import random
+import re
 
 from ..spoken_numbers import say_decimal, say_number
 
 SEED = 6
 
 Pair = tuple[str, str]
+
+
+def _small_arithmetic(rng: random.Random) -> list[Pair]:
+    pairs: list[Pair] = []
+    for _ in range(15):
+        a, b = rng.randint(2, 12), rng.randint(2, 10)
+        pairs.append((f"What's {a} times {b}?", f"{say_number(a)} times {say_number(b)} is {say_number(a * b)}."))
+    for _ in range(15):
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
+        pairs.append((f"What is {a} plus {b}?", f"{say_number(a)} plus {say_number(b)} is {say_number(a + b)}."))
+    for _ in range(10):
+        a = rng.randint(5, 30)
+        b = rng.randint(1, a)
+        pairs.append((f"What's {a} minus {b}?", f"{say_number(a)} minus {say_number(b)} is {say_number(a - b)}."))
+    return pairs
 
 
 def _arithmetic(rng: random.Random) -> list[Pair]:
@@ -52,15 +72,18 @@ def _conversions(rng: random.Random) -> list[Pair]:
     return pairs
 
 
-def templated_pairs(exclude_prompts: set[str]) -> list[Pair]:
-    """About 120 (prompt, reply) pairs, none whose normalized prompt is in `exclude_prompts`."""
+def templated_pairs(exclude_prompts: set[str], version: str = "v2") -> list[Pair]:
+    """(prompt, reply) pairs (about 120 in v1, 80 in v2), none whose normalized prompt is in
+    `exclude_prompts`; from v2 on a prompt also counts as excluded when its digits, said as words,
+    give an excluded prompt ("What is 2 plus 2?" against "What is two plus two?")."""
     rng = random.Random(SEED)
-    pairs = _arithmetic(rng) + _conversions(rng)
+    pairs = (_arithmetic(rng) if version == "v1" else _small_arithmetic(rng)) + _conversions(rng)
     seen: set[str] = set()
     kept: list[Pair] = []
     for prompt, reply in pairs:
         key = normalize_prompt(prompt)
-        if key in exclude_prompts or key in seen:
+        said = normalize_prompt(re.sub(r"\d+", lambda m: say_number(int(m.group())), prompt))
+        if key in exclude_prompts or key in seen or (version != "v1" and said in exclude_prompts):
             continue
         seen.add(key)
         kept.append((prompt, reply[0].upper() + reply[1:]))
@@ -68,4 +91,5 @@ def templated_pairs(exclude_prompts: set[str]) -> list[Pair]:
 
 
 def normalize_prompt(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+    spaced = text.lower().replace("-", " ")
+    return " ".join("".join(c for c in spaced if c.isalnum() or c.isspace()).split())

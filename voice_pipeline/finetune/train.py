@@ -164,7 +164,7 @@ def train(out_dir: Path, config: TrainConfig = TrainConfig(), limit_steps: int =
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     summary = {
-        "config": asdict(config), "examples": len(examples), "steps": step,
+        "config": asdict(config), "data": data.TRAIN_VERSION, "examples": len(examples), "steps": step,
         "first_loss": round(sum(losses[:10]) / min(10, len(losses)), 4),
         "final_loss": round(sum(losses[-10:]) / min(10, len(losses)), 4),
         "train_s": round(time.monotonic() - train_started, 1), "total_s": round(time.monotonic() - started, 1),
