@@ -148,15 +148,18 @@ def _turn_taking_md(systems: dict) -> list[str]:
     if not systems:
         return []
     lines = [
-        "## Speculation and end-of-turn, on and off (whole corpus, pauses included)", "",
-        "False cut-off: reply audio reached the client before the user had finished the question.", "",
-        "| system | what it is | turns | p50 | p95 | p50 pause items | false cut-offs | premature endpoints "
-        "| speculation hits | misses | hit rate | wasted CPU ms | status |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "## Whole corpus, pauses included: final pass, partials, speculation and end-of-turn", "",
+        "False cut-off: reply audio reached the client before the user had finished the question. "
+        "stt p50: the server's STT stage (end of speech to final transcript).", "",
+        "| system | what it is | turns | p50 | p95 | p50 pause items | stt p50 | WER | false cut-offs "
+        "| premature endpoints | speculation hits | misses | hit rate | wasted CPU ms | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, sy in systems.items():
         v, vp = sy["voice_to_voice_ms"], sy["voice_to_voice_ms_pause_items"]
+        stt = sy.get("stt_ms", {}).get("p50")
         lines.append(f"| {name} | {sy['description']} | {sy['turns']} | {v['p50']} | {v['p95']} | {vp['p50']} | "
+                     f"{stt} | {sy.get('wer')} | "
                      f"{sy['false_cutoffs']} | {sy['premature_endpoints']} | "
                      f"{sy['speculation_hits']} | {sy['speculation_misses']} | {sy['speculation_hit_rate']} | "
                      f"{sy['speculation_wasted_cpu_ms']} | {sy['status']} |")

@@ -30,7 +30,8 @@ class RunConfig:
                                   "no_llm_tts_streaming", "streaming_off")
     baseline_items: int = 8
     # Systems that play the whole corpus (mid-sentence pauses included), to compare turn-taking.
-    comparisons: tuple[str, ...] = ("speculation_and_eot", "speculation_only", "eot_only", "silence_only")
+    comparisons: tuple[str, ...] = ("full_window", "partials_often", "partials_rarely", "speculation_and_eot",
+                                    "speculation_only", "eot_only", "silence_only")
     turn_timeout_s: float = 60.0
     log_dir: str = ""
     extra_env: dict = field(default_factory=dict)

@@ -68,7 +68,8 @@ def summarize_run(samples: list[TurnSample], phases: dict, limit_ms: float, base
 
 
 def turn_taking_report(samples: list[TurnSample], comparisons: dict[str, str]) -> dict:
-    """Speculation and end-of-turn on and off, over the whole corpus (pauses included)."""
+    """Systems that play the whole corpus (pauses included): the final pass's encoder window, the
+    partials' spacing, speculation and end-of-turn, each against the defaults."""
     if not comparisons:
         return {"systems": {}}
     systems = {}
@@ -83,6 +84,8 @@ def turn_taking_report(samples: list[TurnSample], comparisons: dict[str, str]) -
             "turns": len(group),
             "voice_to_voice_ms": summarize(s.voice_to_voice_ms for s in group),
             "voice_to_voice_ms_pause_items": summarize(s.voice_to_voice_ms for s in paused),
+            "stt_ms": summarize(s.stages_ms.get("stt") for s in group if s.status == "ok"),
+            "wer": word_error_rate((s.reference, s.transcript) for s in group)["wer"],
             "false_cutoffs": sum(s.spoke_over_user for s in group),
             "premature_endpoints": sum(s.premature_endpoints for s in group),
             "pause_items": len(paused),
