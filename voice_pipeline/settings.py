@@ -59,10 +59,9 @@ class SttSettings:
 @dataclass
 class LlmSettings:
     model_path: str = ""  # empty -> the embedded SmolLM2-135M-Instruct GGUF
-    # "base": SmolLM2-135M-Instruct as shipped. "tuned": plus the project's voice LoRA
-    # (models/voice_lora/), which answers first and never uses markdown but is not yet as
-    # accurate on facts (docs/finetune.md), so it is not the default yet.
-    variant: str = "base"
+    # "tuned": SmolLM2-135M-Instruct plus the project's voice LoRA (models/voice_lora/), which
+    # answers in its first clause, briefly and without markdown (docs/finetune.md); "base": as shipped.
+    variant: str = "tuned"
     lora_path: str = ""  # an explicit adapter overrides `variant`
     n_ctx: int = 2048
     n_threads: int = 0  # 0 -> all cores

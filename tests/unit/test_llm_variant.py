@@ -1,4 +1,4 @@
-"""The LLM variant setting picks the adapter: none for base, the committed voice LoRA for tuned."""
+"""The LLM variant setting picks the adapter: the committed voice LoRA for tuned (the default), none for base."""
 
 from pathlib import Path
 
@@ -9,8 +9,9 @@ from voice_pipeline.errors import ConfigError
 from voice_pipeline.settings import Settings
 
 
-def test_base_is_the_default_and_has_no_adapter():
-    assert Settings.load(environ={}).llm.variant == "base"
+def test_tuned_is_the_default_and_base_has_no_adapter():
+    assert Settings.load(environ={}).llm.variant == "tuned"
+    assert Settings.load(environ={"VP_LLM_VARIANT": "base"}).llm.variant == "base"
     assert voice_lora_path("base") == ""
 
 

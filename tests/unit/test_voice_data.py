@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from voice_pipeline.finetune import data
@@ -15,6 +17,7 @@ def test_split_sizes():
     assert len(SPLITS["train"]) >= 300
     assert 70 <= len(SPLITS["heldout"]) <= 100
     assert 30 <= len(data.load_factual()) <= 60
+    assert 30 <= len(data.load_factual("factual_dev")) <= 60
 
 
 def test_committed_jsonl_matches_the_sources():
@@ -41,12 +44,25 @@ def test_replies_follow_the_voice_rules(name):
     assert broken == []
 
 
+def _said(text: str) -> str:
+    return normalize_prompt(re.sub(r"\d+", lambda m: say_number(int(m.group())), text))
+
+
 def test_heldout_and_factual_never_trained_on():
-    trained = {normalize_prompt(t) for c in SPLITS["train"] for t in c.user_turns()}
+    trained = {key(t) for c in SPLITS["train"] for t in c.user_turns() for key in (normalize_prompt, _said)}
     heldout = {normalize_prompt(t) for c in SPLITS["heldout"] for t in c.user_turns()}
-    factual = {normalize_prompt(item["question"]) for item in data.load_factual()}
+    for name in ("factual", "factual_dev"):
+        asked = {normalize_prompt(item["question"]) for item in data.load_factual(name)}
+        assert trained & asked == set(), name
     assert trained & heldout == set()
-    assert trained & factual == set()
+
+
+def test_training_versions_build_from_their_sources():
+    assert [c.to_json() for c in data.load("train", "v1")] == [c.to_json() for c in data.build("v1")["train"]]
+    v1, v2 = data.load("train", "v1"), SPLITS["train"]
+    assert sum(c.source == "templated" for c in v1) > sum(c.source == "templated" for c in v2) > 0
+    assert any(c.source.startswith("handwritten:short_facts") for c in v2)
+    assert not any(c.source.startswith("handwritten:short_facts") for c in v1)
 
 
 def test_data_has_multiturn_clarifications_and_refusals():
@@ -57,8 +73,9 @@ def test_data_has_multiturn_clarifications_and_refusals():
     assert sources.count("handwritten:refuse") >= 15
 
 
-def test_factual_items_have_lower_case_answers():
-    for item in data.load_factual():
+@pytest.mark.parametrize("name", ["factual", "factual_dev"])
+def test_factual_items_have_lower_case_answers(name):
+    for item in data.load_factual(name):
         assert item["question"].endswith("?")
         assert item["accept"] and all(a == a.lower().strip() and a for a in item["accept"])
 

@@ -18,7 +18,7 @@ from typing import AsyncIterator, Sequence
 from ..errors import ConfigError, EngineError
 from ..threads import iterate_in_thread
 from .base import ChatMessage
-from .registry import MODELS_DIR, smollm2_gguf
+from .registry import VOICE_LORA_PATH, smollm2_gguf
 
 
 def voice_lora_path(variant: str) -> str:
@@ -26,7 +26,7 @@ def voice_lora_path(variant: str) -> str:
     if variant == "base":
         return ""
     if variant == "tuned":
-        return str(MODELS_DIR / "voice_lora" / "voice-lora-v1.gguf")
+        return str(VOICE_LORA_PATH)
     raise ConfigError(f"llm.variant must be 'base' or 'tuned', not {variant!r}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO_ROOT / "models"
+VOICE_LORA_PATH = MODELS_DIR / "voice_lora" / "voice-lora-v2.gguf"  # the committed voice adapter
 
 
 def _package_dir(package: str) -> Path:

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 
 from ..settings import Settings
-from .export import ADAPTER_PATH
 
 
 def ask(text: str, model: str = "tuned", config: str | None = None) -> dict:
@@ -16,8 +15,9 @@ def ask(text: str, model: str = "tuned", config: str | None = None) -> dict:
     from .evaluate import generate
 
     llm_settings = Settings.load(config).llm
-    lora_path = (llm_settings.lora_path or str(ADAPTER_PATH)) if model == "tuned" else ""
-    llm = LlamaCppLlm.from_settings(dataclasses.replace(llm_settings, lora_path=lora_path))
+    # The variant names the adapter; an explicit lora_path in the settings applies to "tuned" only.
+    lora_path = llm_settings.lora_path if model == "tuned" else ""
+    llm = LlamaCppLlm.from_settings(dataclasses.replace(llm_settings, variant=model, lora_path=lora_path))
     messages = [
         {"role": "system", "content": system_prompt(llm_settings.system_prompt_file)},
         {"role": "user", "content": text},

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
 
     export = subparsers.add_parser("export", help="convert a trained adapter for llama.cpp")
     export_targets = export.add_subparsers(dest="export_target", required=True)
-    export_llm = export_targets.add_parser("llm", help="peft adapter -> models/voice_lora/voice-lora-v1.gguf + MANIFEST.json")
+    export_llm = export_targets.add_parser("llm", help="peft adapter -> models/voice_lora/voice-lora-v2.gguf + MANIFEST.json")
     export_llm.add_argument("--peft", default=DEFAULT_PEFT_DIR, help="the folder `train llm` wrote")
     export_llm.add_argument("--out", help="write a candidate adapter here instead of the committed one")
     export_llm.set_defaults(run=_export_llm)

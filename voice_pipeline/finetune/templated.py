@@ -1,9 +1,10 @@
 """Templated training examples: arithmetic and unit conversions, prompts with digits (as speech
 recognition writes them), replies with the numbers written as said. Deterministic: fixed seed.
 
-v1 drew its arithmetic from two- and three-digit numbers; the adapter trained on it learned to answer
-"how many" questions with long made-up numbers ("one hundred and forty-eight days in a week"). v2
-keeps the unit conversions and draws its arithmetic from the small numbers people ask aloud."""
+v1 drew its arithmetic from two- and three-digit numbers and converted units to long decimals; the
+adapter trained on it learned to answer "how many" questions with long made-up numbers ("one hundred
+and forty-eight days in a week"). A 135M model cannot compute either, so v2 keeps only arithmetic
+on the small numbers people ask aloud."""
 
 from __future__ import annotations
 
@@ -73,11 +74,11 @@ def _conversions(rng: random.Random) -> list[Pair]:
 
 
 def templated_pairs(exclude_prompts: set[str], version: str = "v2") -> list[Pair]:
-    """(prompt, reply) pairs (about 120 in v1, 80 in v2), none whose normalized prompt is in
+    """(prompt, reply) pairs (about 120 in v1, 40 in v2), none whose normalized prompt is in
     `exclude_prompts`; from v2 on a prompt also counts as excluded when its digits, said as words,
     give an excluded prompt ("What is 2 plus 2?" against "What is two plus two?")."""
     rng = random.Random(SEED)
-    pairs = (_arithmetic(rng) if version == "v1" else _small_arithmetic(rng)) + _conversions(rng)
+    pairs = _arithmetic(rng) + _conversions(rng) if version == "v1" else _small_arithmetic(rng)
     seen: set[str] = set()
     kept: list[Pair] = []
     for prompt, reply in pairs:
