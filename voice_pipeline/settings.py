@@ -33,9 +33,9 @@ class VadSettings:
     endpoint_silence_ms: int = 300  # silence after speech that ends the user's turn
     barge_in_min_speech_ms: int = 96  # speech over the assistant needed to interrupt it
     prefix_padding_ms: int = 300  # audio kept before the detected start of speech
-    # Both pay off only when the final transcript is ready within the endpoint window, i.e. with STT
-    # on a GPU; on a 2-core CPU they measured slower (docs/benchmarks.md). "auto": on with a CUDA
-    # STT, off on the CPU; "on"/"off" (or true/false) force it.
+    # Both pay off only when the final transcript is ready within the endpoint window. "auto": on
+    # when the STT runs on CUDA or its start-up pass over 2 s took at most half the endpoint window
+    # (engines/loader.py); "on"/"off" (or true/false) force it.
     speculate: str = "auto"  # prepare the reply during the endpoint wait, held back until the turn ends
     semantic_eot: str = "auto"  # the small LLM's end-of-turn probability moves the endpoint
 
@@ -198,11 +198,11 @@ def _set(section, key: str, value, source: str) -> None:
     setattr(section, key, coerce(value, types[key], source))
 
 
-def switch_on(value: str | bool, gpu: bool) -> bool:
-    """An "auto"/"on"/"off" setting: auto follows whether the work runs on a GPU."""
+def switch_on(value: str | bool, auto: bool) -> bool:
+    """An "auto"/"on"/"off" setting: "auto" takes the value the caller measured (`auto`)."""
     text = str(value).lower()
     if text == "auto":
-        return gpu
+        return auto
     if text in {"1", "true", "yes", "on"}:
         return True
     if text in {"0", "false", "no", "off"}:

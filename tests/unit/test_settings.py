@@ -32,12 +32,12 @@ def test_bad_settings_are_named(environ):
     assert next(iter(environ)) in str(info.value)
 
 
-@pytest.mark.parametrize("value, gpu, on", [("auto", True, True), ("auto", False, False), ("on", False, True),
+@pytest.mark.parametrize("value, measured, on", [("auto", True, True), ("auto", False, False), ("on", False, True),
                                             ("false", True, False), ("1", False, True)])
-def test_auto_switches_follow_the_gpu_unless_forced(value, gpu, on):
+def test_auto_switches_follow_the_measurement_unless_forced(value, measured, on):
     from voice_pipeline.settings import switch_on
 
-    assert switch_on(value, gpu) is on
+    assert switch_on(value, measured) is on
 
 
 def test_a_bad_switch_is_named():

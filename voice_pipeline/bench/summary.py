@@ -74,7 +74,7 @@ def turn_taking_report(samples: list[TurnSample], comparisons: dict[str, str]) -
         return {"systems": {}}
     systems = {}
     for name, description in {"pipeline": "the default settings (speculation and end-of-turn: auto, i.e. on "
-                                          "with a GPU STT, off on the CPU)",
+                                          "when the start-up STT pass fits in half the endpoint window)",
                               **comparisons}.items():
         group = [s for s in samples if s.system == name and s.concurrency == 1]
         paused = [s for s in group if s.pause_ms]
