@@ -33,11 +33,13 @@ class VadSettings:
     endpoint_silence_ms: int = 300  # silence after speech that ends the user's turn
     barge_in_min_speech_ms: int = 96  # speech over the assistant needed to interrupt it
     prefix_padding_ms: int = 300  # audio kept before the detected start of speech
-    # Both pay off only when the final transcript is ready within the endpoint window. "auto": on
-    # when the STT runs on CUDA or its start-up pass over 2 s took at most half the endpoint window
-    # (engines/loader.py); "on"/"off" (or true/false) force it.
+    # Both need the final transcript within the endpoint window. "auto": on when the STT runs on
+    # CUDA or its start-up pass over 2 s took at most half the endpoint window (engines/loader.py);
+    # "on"/"off" (or true/false) force it. The end-of-turn probability is off by default: on the
+    # 2-core CPU with the fitted window it cost about 100 ms p50 and prevented one false cut-off of
+    # four (docs/benchmarks.md); "auto" or "on" turns it on.
     speculate: str = "auto"  # prepare the reply during the endpoint wait, held back until the turn ends
-    semantic_eot: str = "auto"  # the small LLM's end-of-turn probability moves the endpoint
+    semantic_eot: str = "off"  # the small LLM's end-of-turn probability moves the endpoint
 
 
 @dataclass

@@ -73,8 +73,8 @@ def turn_taking_report(samples: list[TurnSample], comparisons: dict[str, str]) -
     if not comparisons:
         return {"systems": {}}
     systems = {}
-    for name, description in {"pipeline": "the default settings (speculation and end-of-turn: auto, i.e. on "
-                                          "when the start-up STT pass fits in half the endpoint window)",
+    for name, description in {"pipeline": "the default settings (speculation auto: on when the start-up STT pass "
+                                          "fits in half the endpoint window; end-of-turn off)",
                               **comparisons}.items():
         group = [s for s in samples if s.system == name and s.concurrency == 1]
         paused = [s for s in group if s.pause_ms]
