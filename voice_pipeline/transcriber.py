@@ -3,8 +3,9 @@
 On a small CPU a whisper pass costs hundreds of milliseconds whatever the audio's length, so:
 - partials are spaced by at least twice the last pass's duration, leaving the CPU half free;
 - the final pass starts when a pause begins (not at the endpoint) and is dropped if speech resumes;
-- a partial still running at the pause that already covers all of the speech becomes the final
-  pass: no second decode of the same audio.
+- a partial still running at the pause that already covers all of the speech and the tail the
+  final pass would get becomes the final pass: no second decode of the same audio. (A partial
+  that stopped at the last speech frame clips trailing sounds: "France" heard as "friends".)
 """
 
 from __future__ import annotations
@@ -62,11 +63,11 @@ class TurnTranscriber:
         if self._final is not None:
             return
         partial = self._partial
-        if partial is not None and partial.end_ms >= speech_end_ms:  # it heard all of the speech
+        end_ms = min(now_ms, speech_end_ms + _FINAL_TAIL_MS)
+        if partial is not None and partial.end_ms >= end_ms:  # it heard all of the speech and its tail
             self._final, self._partial = partial, None
             self.reused_partial = True
             return
-        end_ms = min(now_ms, speech_end_ms + _FINAL_TAIL_MS)
         self._final = _Pass(self._spawn(self._transcribe(end_ms, final=True)), end_ms)
 
     def speech_resumed(self) -> None:

@@ -3,6 +3,7 @@
 import asyncio
 
 import numpy as np
+import pytest
 
 from voice_pipeline.engines.base import Transcript
 from voice_pipeline.transcriber import TurnTranscriber
@@ -95,7 +96,7 @@ async def test_resumed_speech_discards_the_early_final():
 async def test_running_partial_that_covers_the_speech_becomes_the_final():
     stt = GatedStt()
     transcriber, seen = make(stt)
-    transcriber.maybe_partial(1000)  # sees audio up to 1000 ms: all of the speech
+    transcriber.maybe_partial(1096)  # sees all of the speech and the tail a final pass would get
     await settle()
     transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
     final = transcriber.final(1100)
@@ -105,10 +106,11 @@ async def test_running_partial_that_covers_the_speech_becomes_the_final():
     assert seen == []  # its text is the final transcript, not a partial
 
 
-async def test_partial_that_misses_the_end_of_speech_is_not_reused():
+@pytest.mark.parametrize("partial_end_ms", [990, 1000])  # before the end of speech; at it, without the tail
+async def test_partial_that_misses_the_end_of_speech_is_not_reused(partial_end_ms):
     stt = GatedStt()
     transcriber, _ = make(stt)
-    transcriber.maybe_partial(990)
+    transcriber.maybe_partial(partial_end_ms)
     await settle()
     transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
     await settle()
