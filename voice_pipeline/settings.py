@@ -36,8 +36,8 @@ class VadSettings:
     # Both need the final transcript within the endpoint window. "auto": on when the STT runs on
     # CUDA or its start-up pass over 2 s took at most half the endpoint window (engines/loader.py);
     # "on"/"off" (or true/false) force it. The end-of-turn probability is off by default: on the
-    # 2-core CPU with the fitted window it cost about 100 ms p50 and prevented one false cut-off of
-    # four (docs/benchmarks.md); "auto" or "on" turns it on.
+    # 2-core CPU with the fitted window it cost 80-240 ms at p50 for fewer false cut-offs on
+    # mid-sentence pauses (docs/benchmarks.md); "auto" or "on" turns it on.
     speculate: str = "auto"  # prepare the reply during the endpoint wait, held back until the turn ends
     semantic_eot: str = "off"  # the small LLM's end-of-turn probability moves the endpoint
 
