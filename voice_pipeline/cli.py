@@ -19,6 +19,15 @@ COMMAND_MODULES = [
 EvalRunner = Callable[[argparse.Namespace], int]
 
 
+def train_targets(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The `train` command's target sub-parsers, made by the first module that trains something."""
+    parser = subparsers.choices.get("train")
+    if parser is None:
+        parser = subparsers.add_parser("train", help="train a model the project owns (router, llm, eot)")
+        return parser.add_subparsers(dest="train_target", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-pipeline", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)

@@ -12,6 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
+from .cli import train_targets
 from .eot import (
     CALIBRATION_PATH,
     DATA_VERSION,
@@ -28,13 +29,11 @@ LATENCY_UTTERANCES = 30
 
 
 def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsersAction) -> None:
-    from .routing.commands import _train_targets
-
     evaluate = evals.add_parser("eot", help="semantic end-of-turn: precision, recall, false cut-offs on held-out")
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--write", action="store_true", help="rewrite models/eot/EVAL.json")
     evaluate.set_defaults(run=_eval)
-    train = _train_targets(subparsers).add_parser("eot", help="calibrate the end-of-turn scorer on train")
+    train = train_targets(subparsers).add_parser("eot", help="calibrate the end-of-turn scorer on train")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=_train)
 

@@ -12,11 +12,13 @@ import logging
 import sys
 from pathlib import Path
 
+from ..cli import train_targets
+
 DEFAULT_PEFT_DIR = "build/voice_lora/peft"
 
 
 def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsersAction) -> None:
-    targets = _train_targets(subparsers)
+    targets = train_targets(subparsers)
     targets.add_parser("llm-data", help="rebuild the training and held-out JSONL under models/voice_lora/data from their sources").set_defaults(run=_train_data)
     llm = targets.add_parser("llm", help="train the voice LoRA adapter (needs the `train` extra)")
     llm.add_argument("--out", default=DEFAULT_PEFT_DIR, help="folder for the adapter in peft format")
@@ -50,14 +52,6 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     ask.add_argument("--config", help="TOML settings file")
     ask.set_defaults(run=_ask)
 
-
-def _train_targets(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The `train` command's target sub-parsers, shared with the other modules that train something."""
-    parser = subparsers.choices.get("train")
-    if parser is None:
-        parser = subparsers.add_parser("train", help="train a model the project owns (router, llm, ...)")
-        return parser.add_subparsers(dest="train_target", required=True)
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _train_data(args: argparse.Namespace) -> int:

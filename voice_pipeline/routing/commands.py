@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..cli import train_targets
+
 
 def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsersAction) -> None:
     route = subparsers.add_parser("route", help="route one utterance: instant | small | large")
@@ -14,18 +16,10 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     evaluate = evals.add_parser("router", help="router accuracy and confusion matrix on held-out data")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=_eval)
-    train = _train_targets(subparsers).add_parser("router", help="retrain the router, rewrite weights and EVAL.json")
+    train = train_targets(subparsers).add_parser("router", help="retrain the router, rewrite weights and EVAL.json")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=_train)
 
-
-def _train_targets(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The `train` command's target sub-parsers, shared with any other module that trains something."""
-    parser = subparsers.choices.get("train")
-    if parser is None:
-        parser = subparsers.add_parser("train", help="train a model the project owns (router, ...)")
-        return parser.add_subparsers(dest="train_target", required=True)
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _route(args: argparse.Namespace) -> int:
