@@ -287,7 +287,7 @@ class Session(SessionReplies):
         self._discard_speculation(turn)
         if not self.settings.capabilities.stt:  # an off-state: say so, from cached audio
             return self._start_reply_task(turn, self._reply, turn, None, STT_OFF)
-        stt = turn.stt.final(min(self._history_audio.end_ms, end.speech_end_ms + 100.0))
+        stt = turn.stt.final(end.speech_end_ms, self._history_audio.end_ms)
         self._start_reply_task(turn, self._voice_turn, turn, stt)
 
     def _new_turn(self, start_ms: float) -> _Turn:
@@ -329,7 +329,7 @@ class Session(SessionReplies):
             else:
                 turn.eot.submit(task.result().text)
 
-        turn.stt.final(min(self._history_audio.end_ms, speech_end_ms + 100.0)).add_done_callback(score)
+        turn.stt.final(speech_end_ms, self._history_audio.end_ms).add_done_callback(score)
 
     def _eot_hint(self, turn: _Turn, probability: float | None) -> None:
         """A new end-of-turn probability moves the endpoint, only while the user is pausing."""

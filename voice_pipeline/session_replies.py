@@ -35,7 +35,7 @@ class SessionReplies:
             return
         spec = speculation.Speculation(turn.turn_id, len(self.conversation.history))
         self._reply_record = None  # no reply is active; a later barge-in must not clear an old one
-        stt = turn.stt.final(min(self._history_audio.end_ms, speech_end_ms + 100.0))
+        stt = turn.stt.final(speech_end_ms, self._history_audio.end_ms)
         spec.task = self._spawn(self._speculate(spec, turn, stt))
         self._speculation = spec
 

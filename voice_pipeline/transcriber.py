@@ -22,6 +22,11 @@ from .engines.base import SpeechToText, Transcript
 _FINAL_TAIL_MS = 100.0  # audio kept after the last speech frame, so the last word is not clipped
 
 
+def _final_end(speech_end_ms: float, now_ms: float) -> float:
+    """Where a final pass's audio ends: the speech plus its tail, or what has arrived so far."""
+    return min(now_ms, speech_end_ms + _FINAL_TAIL_MS)
+
+
 @dataclass
 class _Pass:
     task: asyncio.Task
@@ -63,7 +68,7 @@ class TurnTranscriber:
         if self._final is not None:
             return
         partial = self._partial
-        end_ms = min(now_ms, speech_end_ms + _FINAL_TAIL_MS)
+        end_ms = _final_end(speech_end_ms, now_ms)
         if partial is not None and partial.end_ms >= end_ms:  # it heard all of the speech and its tail
             self._final, self._partial = partial, None
             self.reused_partial = True
@@ -76,9 +81,11 @@ class TurnTranscriber:
             self._final = None
             self.discarded_finals += 1
 
-    def final(self, end_ms: float) -> asyncio.Task:
-        """The final transcript's task: the one started at the pause, or a new pass to `end_ms`."""
+    def final(self, speech_end_ms: float, now_ms: float) -> asyncio.Task:
+        """The final transcript's task: the one started at the pause, or a new pass over the speech
+        and its tail (as much of it as has arrived by `now_ms`)."""
         if self._final is None:
+            end_ms = _final_end(speech_end_ms, now_ms)
             self._final = _Pass(self._spawn(self._transcribe(end_ms, final=True)), end_ms)
         return self._final.task
 

@@ -73,7 +73,7 @@ async def test_pause_starts_the_final_pass_and_endpoint_uses_it():
     stt = GatedStt()
     transcriber, _ = make(stt, partials=False)
     transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
-    final = transcriber.final(end_ms=1400)
+    final = transcriber.final(speech_end_ms=1300, now_ms=1400)
     await settle()
     assert stt.calls == [(True, 1096 * 16)]
     stt.gates[0].set()
@@ -87,7 +87,7 @@ async def test_resumed_speech_discards_the_early_final():
     await settle()
     transcriber.speech_resumed()
     assert transcriber.discarded_finals == 1
-    final = transcriber.final(2000)
+    final = transcriber.final(1900, 2000)
     await settle()
     stt.gates[1].set()
     assert (await final).text == "pass 2"
@@ -99,7 +99,7 @@ async def test_running_partial_that_covers_the_speech_becomes_the_final():
     transcriber.maybe_partial(1096)  # sees all of the speech and the tail a final pass would get
     await settle()
     transcriber.pause_started(speech_end_ms=1000, now_ms=1096)
-    final = transcriber.final(1100)
+    final = transcriber.final(1000, 1100)
     stt.gates[0].set()
     assert (await final).text == "pass 1"
     assert transcriber.reused_partial and len(stt.calls) == 1
@@ -116,4 +116,14 @@ async def test_partial_that_misses_the_end_of_speech_is_not_reused(partial_end_m
     await settle()
     assert not transcriber.reused_partial
     assert stt.calls[-1] == (True, 1096 * 16)
+    transcriber.cancel()
+
+
+@pytest.mark.parametrize("speech_end_ms, now_ms, end_ms", [(1000, 1500, 1100), (1000, 1050, 1050)])
+async def test_final_pass_hears_the_speech_and_its_tail_as_far_as_it_has_arrived(speech_end_ms, now_ms, end_ms):
+    stt = GatedStt()
+    transcriber, _ = make(stt, partials=False)
+    transcriber.final(speech_end_ms, now_ms)
+    await settle()
+    assert stt.calls == [(True, end_ms * 16)]
     transcriber.cancel()
