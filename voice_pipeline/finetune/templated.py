@@ -8,6 +8,7 @@ on the small numbers people ask aloud."""
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 
@@ -18,37 +19,31 @@ SEED = 6
 Pair = tuple[str, str]
 
 
-def _small_arithmetic(rng: random.Random) -> list[Pair]:
-    pairs: list[Pair] = []
-    for _ in range(15):
-        a, b = rng.randint(2, 12), rng.randint(2, 10)
-        pairs.append((f"What's {a} times {b}?", f"{say_number(a)} times {say_number(b)} is {say_number(a * b)}."))
-    for _ in range(15):
-        a, b = rng.randint(1, 20), rng.randint(1, 20)
-        pairs.append((f"What is {a} plus {b}?", f"{say_number(a)} plus {say_number(b)} is {say_number(a + b)}."))
-    for _ in range(10):
-        a = rng.randint(5, 30)
-        b = rng.randint(1, a)
-        pairs.append((f"What's {a} minus {b}?", f"{say_number(a)} minus {say_number(b)} is {say_number(a - b)}."))
-    return pairs
+_OPERATIONS = {"times": operator.mul, "plus": operator.add, "minus": operator.sub, "divided by": operator.floordiv}
+# Each draw: (count, operation, how the question starts, ranges). A range is (low, high) or, for the
+# second operand, a function of the first. Division draws the divisor and quotient, then multiplies.
+_V1_DRAWS = (
+    (30, "times", "What's", (11, 99), (2, 12)),
+    (20, "plus", "What is", (20, 500), (20, 500)),
+    (15, "minus", "What's", (100, 900), lambda a: (10, a - 1)),
+    (15, "divided by", "What is", (2, 12), (3, 40)),
+)
+_V2_DRAWS = (
+    (15, "times", "What's", (2, 12), (2, 10)),
+    (15, "plus", "What is", (1, 20), (1, 20)),
+    (10, "minus", "What's", (5, 30), lambda a: (1, a)),
+)
 
 
-def _arithmetic(rng: random.Random) -> list[Pair]:
+def _arithmetic(rng: random.Random, draws) -> list[Pair]:
     pairs: list[Pair] = []
-    for _ in range(30):
-        a, b = rng.randint(11, 99), rng.randint(2, 12)
-        pairs.append((f"What's {a} times {b}?", f"{say_number(a)} times {say_number(b)} is {say_number(a * b)}."))
-    for _ in range(20):
-        a, b = rng.randint(20, 500), rng.randint(20, 500)
-        pairs.append((f"What is {a} plus {b}?", f"{say_number(a)} plus {say_number(b)} is {say_number(a + b)}."))
-    for _ in range(15):
-        a = rng.randint(100, 900)
-        b = rng.randint(10, a - 1)
-        pairs.append((f"What's {a} minus {b}?", f"{say_number(a)} minus {say_number(b)} is {say_number(a - b)}."))
-    for _ in range(15):
-        b, q = rng.randint(2, 12), rng.randint(3, 40)
-        a = b * q
-        pairs.append((f"What is {a} divided by {b}?", f"{say_number(a)} divided by {say_number(b)} is {say_number(q)}."))
+    for count, word, opening, first, second in draws:
+        for _ in range(count):
+            x = rng.randint(*first)
+            y = rng.randint(*(second(x) if callable(second) else second))
+            a, b = (x * y, x) if word == "divided by" else (x, y)
+            result = _OPERATIONS[word](a, b)
+            pairs.append((f"{opening} {a} {word} {b}?", f"{say_number(a)} {word} {say_number(b)} is {say_number(result)}."))
     return pairs
 
 
@@ -78,7 +73,7 @@ def templated_pairs(exclude_prompts: set[str], version: str = "v2") -> list[Pair
     `exclude_prompts`; from v2 on a prompt also counts as excluded when its digits, said as words,
     give an excluded prompt ("What is 2 plus 2?" against "What is two plus two?")."""
     rng = random.Random(SEED)
-    pairs = _arithmetic(rng) + _conversions(rng) if version == "v1" else _small_arithmetic(rng)
+    pairs = _arithmetic(rng, _V1_DRAWS) + _conversions(rng) if version == "v1" else _arithmetic(rng, _V2_DRAWS)
     seen: set[str] = set()
     kept: list[Pair] = []
     for prompt, reply in pairs:
