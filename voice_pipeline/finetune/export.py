@@ -20,7 +20,6 @@ from .data import REPO_ROOT, VOICE_LORA_DIR
 
 LLAMA_CPP_PYTHON = "0.3.36"
 ADAPTER_PATH = VOICE_LORA_PATH
-ADAPTER_NAME = ADAPTER_PATH.name
 MANIFEST_PATH = VOICE_LORA_DIR / "MANIFEST.json"
 BUILD_DIR = REPO_ROOT / "build" / "voice_lora"
 _MEMBERS = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
