@@ -84,7 +84,7 @@ async def stt_within_window(stt, endpoint_window_ms: float, timings: dict[str, f
     await stt.transcribe(np.zeros(2 * 16_000, dtype=np.float32), final=True)
     timings["stt_pass_ms"] = round(1000 * (time.perf_counter() - start), 1)
     fast = getattr(stt, "device", "cpu") == "cuda" or timings["stt_pass_ms"] <= endpoint_window_ms / 2
-    log.info("STT pass over 2 s: %.0f ms; speculation and end-of-turn on 'auto' are %s",
+    log.info("STT pass over 2 s: %.0f ms; settings left at 'auto' (speculation by default) turn %s",
              timings["stt_pass_ms"], "on" if fast else "off")
     return fast
 
