@@ -6,7 +6,8 @@ ends `.`, `?`, `!` (ASR text here is lowercase and unpunctuated, so the model of
 complete utterance with a punctuation mark before `<|im_end|>`). Its log is mapped to a probability
 by a logistic calibration (2 parameters, fitted on the training split, models/eot/calibration.json).
 
-One small llama.cpp context of its own, in one worker thread. The tokens it last evaluated stay in
+One small llama.cpp context of its own, lent to one worker thread at a time (a `ThreadOwnedPool`
+of one: the context is free again only when the thread using it has returned). The tokens it last evaluated stay in
 its KV cache: a partial transcript that extends the previous one evaluates only the new tokens.
 The session hands the probability to `TurnTaking.hint_end_of_turn`.
 """
@@ -20,12 +21,12 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .engines.registry import MODELS_DIR, smollm2_gguf
+from .threads import ThreadOwnedPool
 
 log = logging.getLogger("voice_pipeline.eot")
 
@@ -134,17 +135,15 @@ class EndOfTurnScorer:
     def __init__(self, model: EndLogProb, calibration: Calibration) -> None:
         self.model = model
         self.calibration = calibration
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eot")
-        self._lock = asyncio.Lock()
+        self._model = ThreadOwnedPool([model], thread_name_prefix="eot")
 
     @classmethod
     def load(cls, model_path: str = "", n_threads: int = 1) -> EndOfTurnScorer:
         return cls(LlamaEndLogProb(model_path, n_threads=n_threads), Calibration.load())
 
     async def log_prob(self, text: str) -> float:
-        async with self._lock:  # one evaluation at a time: they share the KV cache
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self.model.end_log_prob, text)
+        # One evaluation at a time (they share the KV cache), whatever happens to the caller.
+        return await self._model.run(lambda model: model.end_log_prob(text))
 
     async def probability(self, text: str) -> float:
         if not normalize(text):
@@ -152,7 +151,7 @@ class EndOfTurnScorer:
         return self.calibration.probability(await self.log_prob(text))
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._model.close()
 
 
 class LatestTextScorer:

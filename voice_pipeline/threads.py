@@ -1,19 +1,28 @@
-"""Run blocking model generators in a worker thread and consume them as async iterators.
+"""Blocking model calls in worker threads: generators consumed as async iterators, and pools of
+non-thread-safe native resources that only the thread using one can give back.
 
 The generator is created *and* iterated in the same worker thread, never on the event loop.
 Items cross to the loop through a bounded queue, so a slow consumer holds the producer back.
 Closing the async iterator (or cancelling its consumer) stops the producer at its next item.
+
+Cancelling an asyncio task does not stop a thread that is inside a native call. So a resource
+(a llama.cpp context) is returned to its `ThreadOwnedPool` by the worker thread itself, after the
+call has returned; no `finally` on the event loop, however often it is cancelled, can hand it on
+while a thread still uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from concurrent.futures import Executor
-from typing import AsyncIterator, Callable, Iterable, TypeVar
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import AsyncIterator, Callable, Generic, Iterable, Sequence, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 _DONE = object()
+log = logging.getLogger("voice_pipeline.threads")
 
 
 class _Failure:
@@ -25,13 +34,20 @@ async def iterate_in_thread(
     make_iterable: Callable[[], Iterable[T]],
     executor: Executor | None = None,
     max_buffered: int = 16,
+    on_thread_exit: Callable[[], None] | None = None,
 ) -> AsyncIterator[T]:
+    """Iterate `make_iterable()` in a worker thread. `on_thread_exit` runs in that thread once the
+    iteration has ended and the iterator is closed, whatever happened to the consumer."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(max_buffered)
     stop = threading.Event()
 
     def put(item: object) -> None:
-        future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            stop.set()
+            return
         while not stop.is_set():
             try:
                 future.result(timeout=0.1)
@@ -51,12 +67,21 @@ async def iterate_in_thread(
         except BaseException as exc:  # handed to the consumer, re-raised there
             put(_Failure(exc))
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-            put(_DONE)
+            try:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                if on_thread_exit is not None:
+                    on_thread_exit()
+                put(_DONE)
 
-    worker = loop.run_in_executor(executor, produce)
+    try:
+        worker = loop.run_in_executor(executor, produce)
+    except BaseException:  # never started (executor shut down): the caller's resource is free again
+        if on_thread_exit is not None:
+            on_thread_exit()
+        raise
     try:
         while True:
             item = await queue.get()
@@ -71,4 +96,84 @@ async def iterate_in_thread(
         while not queue.empty():
             queue.get_nowait()
         if not worker.done():
+            # Waiting keeps a cancelled consumer from racing ahead of its thread; a second
+            # cancellation may cut the wait short, which is safe: the thread releases what it holds.
             await asyncio.shield(worker)
+
+
+class ThreadOwnedPool(Generic[R]):
+    """Resources that one thread at a time may use (llama.cpp contexts), each lent to a worker thread.
+
+    `run(fn)` and `stream(fn)` wait for a free resource, then call `fn(resource)` in a worker
+    thread. The thread gives the resource back when `fn` (and, for `stream`, the iteration) has
+    returned: the release cannot come from the event loop's side, so cancelling the caller any
+    number of times never lets two threads into one resource.
+    """
+
+    def __init__(self, resources: Sequence[R], thread_name_prefix: str) -> None:
+        if not resources:
+            raise ValueError("a pool needs at least one resource")
+        self.resources = list(resources)
+        self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix)
+        self._free: asyncio.Queue[R] | None = None  # made on first use, inside the event loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def free_count(self) -> int:
+        return len(self.resources) if self._free is None else self._free.qsize()
+
+    async def run(self, fn: Callable[[R], T]) -> T:
+        resource = await self._acquire()
+        release = self._releaser(resource)
+
+        def call() -> T:
+            try:
+                return fn(resource)
+            finally:
+                release()
+
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except BaseException:
+            release()
+            raise
+        # Cancelling this await leaves the thread running; it still releases the resource itself.
+        return await future
+
+    async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16) -> AsyncIterator[T]:
+        resource = await self._acquire()
+        # No await between acquiring and starting the thread: from here the thread owns `resource`.
+        items = iterate_in_thread(lambda: fn(resource), self._executor, max_buffered, self._releaser(resource))
+        try:
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()
+
+    def close(self, wait: bool = True) -> None:
+        """No new calls; `wait` for the running ones to return."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+    async def _acquire(self) -> R:
+        if self._free is None:
+            self._loop = asyncio.get_running_loop()
+            self._free = asyncio.Queue()
+            for resource in self.resources:
+                self._free.put_nowait(resource)
+        return await self._free.get()
+
+    def _releaser(self, resource: R) -> Callable[[], None]:
+        """A callable, safe from any thread, that puts `resource` back exactly once."""
+        assert self._loop is not None and self._free is not None
+        loop, free, released = self._loop, self._free, threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            try:
+                loop.call_soon_threadsafe(free.put_nowait, resource)
+            except RuntimeError:  # the loop is closed (shutting down): nobody will ask again
+                log.debug("pool resource released after its event loop closed")
+
+        return release

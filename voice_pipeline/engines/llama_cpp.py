@@ -5,18 +5,19 @@ follows the longest common prefix. Every prompt starts with the same system prom
 `warm_up` its KV state is reused by every turn and the first token never pays for it again.
 
 One llama.cpp context generates one reply at a time; `instances` contexts (each warmed) let that
-many sessions generate at once instead of waiting for each other's whole replies.
+many sessions generate at once instead of waiting for each other's whole replies. The contexts
+live in a `ThreadOwnedPool`: a context goes back to the pool only from the worker thread that
+used it, after llama.cpp has returned, however the reply's task was cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
 
 from ..errors import ConfigError, EngineError
-from ..threads import iterate_in_thread
+from ..threads import ThreadOwnedPool
 from .base import ChatMessage
 from .registry import VOICE_LORA_PATH, smollm2_gguf
 
@@ -48,7 +49,7 @@ class LlamaCppLlm:
         gpu = llama_cpp.llama_supports_gpu_offload()
         self.name = "llama.cpp:" + os.path.basename(model_path) + (f"+{os.path.basename(lora_path)}" if lora_path else "")
         self.max_tokens, self.temperature = max_tokens, temperature
-        self._contexts = [
+        contexts = [
             llama_cpp.Llama(
                 model_path=model_path,
                 lora_path=lora_path or None,
@@ -62,8 +63,7 @@ class LlamaCppLlm:
             )
             for _ in range(max(1, instances))
         ]
-        self._free: asyncio.Queue | None = None  # created on first use, inside the event loop
-        self._executor = ThreadPoolExecutor(max_workers=len(self._contexts), thread_name_prefix="llm")
+        self._contexts = ThreadOwnedPool(contexts, thread_name_prefix="llm")
 
     @classmethod
     def from_settings(cls, settings) -> "LlamaCppLlm":
@@ -86,17 +86,8 @@ class LlamaCppLlm:
             temperature=self.temperature,
         )
 
-    def _pool(self) -> asyncio.Queue:
-        if self._free is None:
-            self._free = asyncio.Queue()
-            for context in self._contexts:
-                self._free.put_nowait(context)
-        return self._free
-
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]:
-        pool = self._pool()
-        llm = await pool.get()
-        chunks = iterate_in_thread(lambda: self._completion(llm, messages, max_tokens or self.max_tokens), self._executor)
+        chunks = self._contexts.stream(lambda llm: self._completion(llm, messages, max_tokens or self.max_tokens))
         try:
             async for chunk in chunks:
                 content = chunk["choices"][0]["delta"].get("content")
@@ -108,7 +99,6 @@ class LlamaCppLlm:
             raise EngineError("llm", f"{type(exc).__name__}: {exc}") from exc
         finally:
             await chunks.aclose()
-            pool.put_nowait(llm)
 
     async def warm_up(self, system_prompt: str) -> None:
         """Evaluate the system prompt in every context, so its KV state is cached everywhere."""
@@ -118,4 +108,4 @@ class LlamaCppLlm:
             async for _ in self.stream(messages, max_tokens=2):
                 pass
 
-        await asyncio.gather(*(one() for _ in self._contexts))
+        await asyncio.gather(*(one() for _ in self._contexts.resources))

@@ -1,16 +1,19 @@
-"""Piper TTS: one speakable piece of text in, its audio out, synthesized in a worker thread."""
+"""Piper TTS: one speakable piece of text in, its audio out, synthesized in a worker thread.
+
+Piper phonemizes with espeak-ng, whose state is global to the process, so one synthesis runs at a
+time: the voice is lent to one worker thread (a `ThreadOwnedPool` of one) and is free again only
+when that thread's synthesis has returned, however its consumer was cancelled."""
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
 import numpy as np
 
 from ..errors import EngineError
 from ..settings import TtsSettings
-from ..threads import iterate_in_thread
+from ..threads import ThreadOwnedPool
 from .registry import piper_voice
 
 
@@ -21,20 +24,20 @@ def onnx_cuda_available() -> bool:
 
 
 class PiperTts:
-    def __init__(self, settings: TtsSettings, workers: int = 1) -> None:
+    def __init__(self, settings: TtsSettings) -> None:
         from piper import PiperVoice, SynthesisConfig
 
         model, config = piper_voice(settings.voice)
-        self._voice = PiperVoice.load(model, config_path=config, use_cuda=onnx_cuda_available())
+        voice = PiperVoice.load(model, config_path=config, use_cuda=onnx_cuda_available())
+        self._voice = ThreadOwnedPool([voice], thread_name_prefix="tts")
         self._config = SynthesisConfig(length_scale=settings.length_scale)
-        self.sample_rate_hz = self._voice.config.sample_rate
+        self.sample_rate_hz = voice.config.sample_rate
         self.name = f"piper:{settings.voice}"
         stat = os.stat(model)
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tts")
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
-        chunks = iterate_in_thread(lambda: self._voice.synthesize(text, self._config), self._executor)
+        chunks = self._voice.stream(lambda voice: voice.synthesize(text, self._config))
         try:
             async for chunk in chunks:
                 yield chunk.audio_float_array
