@@ -20,10 +20,21 @@ class ServerSettings:
     port: int = 8765
     max_sessions: int = 8
     max_text_frame_bytes: int = 64 * 1024
+    start_timeout_s: float = 10.0  # a /v1/realtime socket without session.start by then is closed
     audio_in_queue_frames: int = 200  # ~4 s of 20 ms frames; oldest dropped beyond
     audio_out_queue_chunks: int = 64
     log_level: str = "INFO"
     log_transcripts: bool = False  # privacy: what users said/heard is never logged unless set
+    # Security (docs/security.md). Secrets are kept out of repr() so they never reach a log.
+    auth_token: str = field(default="", repr=False)  # bearer token; required beyond loopback
+    insecure_no_auth: bool = False  # explicit opt-in: listen beyond loopback with no token
+    allowed_origins: str = ""  # extra browser origins (comma-separated) besides the page's own
+    session_token_ttl_s: int = 60  # life of the page's signed token for one /v1/realtime upgrade
+    public_url: str = ""  # e.g. wss://voice.example.com: the URL prefix providers sign (behind a proxy)
+    twilio_auth_token: str = field(default="", repr=False)  # verifies X-Twilio-Signature on /v1/twilio
+    telnyx_public_key: str = ""  # base64 ed25519 key: verifies Telnyx's signature on /v1/telnyx
+    telnyx_max_age_s: int = 300  # Telnyx timestamps further from now than this are refused
+    supervise: bool = True  # `serve` runs the server in a worker process, started again if it crashes
 
 
 @dataclass
@@ -98,6 +109,9 @@ class TelephonySettings:
     transfer_uri: str = ""  # SIP REFER target on escalation (e.g. sip:human@pbx); empty: no transfer
     transfer_digit: str = "0"  # a DTMF key that asks for a person; empty: none
     mark_interval_ms: int = 200  # media streams: a mark after about this much reply audio
+    start_timeout_s: float = 10.0  # media streams: a socket with no `start` by then is closed (1008)
+    max_pending_streams: int = 16  # media streams: sockets still waiting for `start`; more are refused (1013)
+    sip_allowed_peers: str = ""  # SIP: comma-separated IPs/CIDRs answered besides loopback; others get 403
 
 
 @dataclass

@@ -33,6 +33,7 @@ class FakeWs:
     def __init__(self) -> None:
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.sent: list[dict] = []
+        self.closed: tuple[int, bytes] | None = None  # (close code, reason) once we close it
         self._changed = asyncio.Condition()
 
     def __aiter__(self):
@@ -47,6 +48,17 @@ class FakeWs:
     def push(self, message: dict | str) -> None:
         data = message if isinstance(message, str) else json.dumps(message)
         self.inbox.put_nowait(SimpleNamespace(type=WSMsgType.TEXT, data=data))
+
+    def push_binary(self, data: bytes) -> None:
+        self.inbox.put_nowait(SimpleNamespace(type=WSMsgType.BINARY, data=data))
+
+    async def prepare(self, request) -> None:
+        pass
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        self.closed = (code, message)
+        self.inbox.put_nowait(None)  # a closed socket yields no more messages
+        return True
 
     async def send_str(self, text: str) -> None:
         async with self._changed:

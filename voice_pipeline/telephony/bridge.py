@@ -75,6 +75,8 @@ class MediaStreamCall:
         if isinstance(event, StreamConnected):
             return []
         if isinstance(event, StreamStarted):
+            if self.stream_id is not None:  # a second start would switch the stream under the call
+                raise ProtocolError("stream_already_started", "a second 'start' on one stream", "start")
             self.stream_id = event.stream_id
             return [CallStarted(self.codec.provider, event.call_id, event.stream_id, event.caller,
                                 event.custom_parameters)]
