@@ -1,6 +1,8 @@
-"""RtpEndpoint without a socket: packets in through datagram_received, packets out through pump."""
+"""RtpEndpoint without a socket (packets in through datagram_received, out through pump); its sender on loopback."""
 
 from __future__ import annotations
+
+import asyncio
 
 from voice_pipeline.telephony.rtp import RtpPacket, build_dtmf_payload, build_rtp, parse_rtp
 from voice_pipeline.telephony.rtp_endpoint import RtpAudio, RtpDtmf, RtpEndpoint
@@ -95,4 +97,27 @@ async def test_silence_fills_the_time_between_replies() -> None:
     payloads = [parse_rtp(data).payload[:1] for data, _ in transport.sent]
     assert payloads == [b"\xff", b"\x01", b"\xff"]
     assert endpoint.sent_audio_ms == 20.0  # silence is not reply audio
+    await endpoint.close()
+
+
+async def test_packets_from_a_host_outside_allowed_hosts_are_ignored_and_cannot_take_the_stream() -> None:
+    endpoint, transport = _endpoint(lead_s=0.0, send_silence=False)
+    endpoint.allowed_hosts = frozenset({"127.0.0.1"})
+    endpoint.datagram_received(_audio(1, 9), ("10.9.9.9", 40000))
+    assert endpoint.remote_addr == PEER and endpoint.stats.foreign_packets == 1
+    endpoint.datagram_received(_audio(1, 0), ("127.0.0.1", 40002))  # the peer's NAT moved its port: still followed
+    endpoint.send_audio(b"\xff" * 160)
+    endpoint.pump(1.0)
+    assert transport.sent[0][1] == ("127.0.0.1", 40002)
+    await endpoint.close()
+    assert [await endpoint.read(), await endpoint.read()] == [RtpAudio(bytes([0]) * 160), None]  # no stranger's audio
+
+
+async def test_a_sender_that_cannot_send_stops_without_an_unretrieved_exception() -> None:
+    endpoint = await RtpEndpoint.open("127.0.0.1", 0)
+    endpoint.remote_addr = ("127.0.0.1", 99999999999)  # what an unchecked SDP port would have given
+    sender = endpoint._sender
+    assert sender is not None
+    await asyncio.wait_for(asyncio.shield(sender), 5)  # ends by itself, with no exception
+    assert sender.exception() is None
     await endpoint.close()

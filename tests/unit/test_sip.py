@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 from aiosipua import SipMessage, SipRequest, SipResponse
-from aiosipua.transport import SipTransport
 
 from voice_pipeline.errors import ProtocolError
 from voice_pipeline.telephony.rtp_endpoint import RtpEndpoint
 from voice_pipeline.telephony.sip import MediaPlan, SipAgent, SipCall, answer_offer
+from voice_pipeline.telephony.sip.transport import GatedTransport
 
 CRLF = "\r\n"
 OFFER = CRLF.join([
@@ -55,7 +55,7 @@ def test_offers_without_pcmu_audio_are_not_acceptable(offer: str) -> None:
 # --- the user agent over a fake transport -------------------------------------------------------
 
 
-class FakeSipTransport(SipTransport):
+class FakeSipTransport(GatedTransport):
     def __init__(self) -> None:
         self.local_addr = ("127.0.0.1", 5060)
         self.sent: list[tuple[SipRequest | SipResponse, tuple[str, int]]] = []
@@ -71,8 +71,8 @@ class FakeSipTransport(SipTransport):
         self.sent.append((SipMessage.parse(bytes(message)), addr))  # through the wire format
         self.arrived.set()
 
-    def deliver(self, text: str) -> None:
-        self._dispatch(text.encode(), CALLER)
+    def deliver(self, text: str | bytes, addr: tuple[str, int] = CALLER) -> None:
+        self._dispatch(text.encode() if isinstance(text, str) else text, addr)
 
     def responses(self, method: str) -> list[tuple[int, str]]:
         return [(m.status_code, m.reason_phrase) for m, _ in self.sent
@@ -195,13 +195,13 @@ async def test_cancel_while_ringing_gets_200_and_487_and_no_call() -> None:
     await h.agent.stop()
 
 
-async def test_offer_without_pcmu_is_rejected_with_488() -> None:
+async def test_offer_without_pcmu_is_rejected_with_488_before_anything_else() -> None:
     h = Harness()
     await h.agent.start()
     no_pcmu = OFFER.replace("RTP/AVP 9 0 8 101", "RTP/AVP 9 8").replace("a=rtpmap:0 PCMU/8000\r\n", "")
     h.transport.deliver(_request("INVITE", 1, body=no_pcmu))
     await _settle()
-    assert h.transport.responses("INVITE") == [(100, "Trying"), (488, "Not Acceptable Here")]
+    assert h.transport.responses("INVITE") == [(488, "Not Acceptable Here")]  # screened: no 100 Trying first
     assert h.calls == []
     await h.agent.stop()
 
@@ -238,4 +238,17 @@ async def test_transfer_sends_refer_and_hangs_up_when_the_transfer_succeeds() ->
     assert h.transport.responses("NOTIFY") == [(200, "OK")]
     assert call.transfer_status == 200
     assert len(h.transport.requests("BYE")) == 1 and call.ended.is_set()
+    await h.agent.stop()
+
+
+async def test_a_reinvite_gets_488_and_the_call_goes_on() -> None:
+    h = Harness()
+    await h.agent.start()
+    h.transport.deliver(_request("INVITE", 1, body=OFFER))
+    await asyncio.wait_for(h.answered.wait(), 5)
+    tag = h.to_tag()
+    h.transport.deliver(_request("ACK", 1, branch="z9hG4bK-2", to_tag=tag))
+    h.transport.deliver(_request("INVITE", 2, branch="z9hG4bK-3", to_tag=tag, body=OFFER))  # hold, or a refresh
+    assert h.transport.responses("INVITE")[-1] == (488, "Not Acceptable Here")
+    assert not h.calls[0].ended.is_set() and list(h.agent.calls) == ["call-1@127.0.0.1"]
     await h.agent.stop()

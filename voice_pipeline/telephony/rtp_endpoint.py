@@ -2,6 +2,7 @@
 
 Link policy: incoming audio frames are bounded (`max_audio_frames`; when full the oldest is
 dropped and counted); DTMF digits are never dropped; outgoing frames are bounded by the pacer.
+Packets from hosts other than the negotiated peer's (`allowed_hosts`) are ignored and counted.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ class RtpStats:
     dropped_audio_frames: int  # incoming frames dropped because the reader fell behind
     sent_packets: int
     flushed_frames: int  # outgoing frames dropped by barge-in flushes
+    foreign_packets: int = 0  # from a host outside allowed_hosts, ignored
 
 
 class RtpEndpoint(asyncio.DatagramProtocol):
     """Symmetric RTP: sends to the address from the SDP until the peer's packets show another.
 
+    `allowed_hosts` (None: any) are the hosts whose packets count, e.g. the SDP's address and
+    the SIP peer's: their audio may move the outgoing stream to another port (a NAT), anyone
+    else's is ignored, so a stranger can neither inject audio nor take the reply stream.
     With `send_silence` (the default) the outgoing stream never pauses: silence fills the time
     between replies, as phones, trunks and NATs expect.
     """
@@ -61,6 +66,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                  lead_s: float = 0.04, send_silence: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.remote_addr = remote_addr
+        self.allowed_hosts: frozenset[str] | None = None
         self.audio_payload_type = audio_payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self._clock = clock
@@ -78,7 +84,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
-        self._invalid = self._dropped = self._sent = self._flushed = 0
+        self._invalid = self._dropped = self._sent = self._flushed = self._foreign = 0
 
     @classmethod
     async def open(cls, host: str, port: int = 0, **kwargs: object) -> RtpEndpoint:
@@ -99,6 +105,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.allowed_hosts is not None and addr[0] not in self.allowed_hosts:
+            self._foreign += 1
+            return
         try:
             packet = parse_rtp(data)
         except ProtocolError:
@@ -171,6 +180,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         return len(packets)
 
     async def _send_loop(self) -> None:
+        try:
+            await self._pace()
+        except Exception as exc:  # the call goes on without our audio rather than with a dead task
+            log.error("rtp sender stopped: %s", type(exc).__name__)
+
+    async def _pace(self) -> None:
         while not self._closed:
             wake_s = self._pacer.next_wake_s()
             delay_s = None if wake_s is None else wake_s - self._clock()
@@ -203,4 +218,5 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     @property
     def stats(self) -> RtpStats:
-        return RtpStats(self._jitter.stats, self._invalid, self._dropped, self._sent, self._flushed)
+        return RtpStats(self._jitter.stats, self._invalid, self._dropped, self._sent, self._flushed,
+                        self._foreign)

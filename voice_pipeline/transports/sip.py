@@ -5,6 +5,11 @@ Reply audio: the session's 8 kHz frames -> 20 ms PCMU frames -> the endpoint's p
 Barge-in flushes the sender's queue; what the caller heard is what was sent since the reply
 began, less the sender's lead. DTMF: the transfer digit (default '0') asks for a person, which
 is a SIP REFER to `telephony.transfer_uri`; other digits are logged.
+
+Exposure: the agent binds `telephony.sip_host` (default 127.0.0.1) and answers only loopback
+peers and those in `telephony.sip_allowed_peers`; anyone else gets 403. Capacity is checked
+before an INVITE is answered: 486 Busy Here when full, 503 with Retry-After while loading.
+Dropped and refused SIP messages count in `vp_errors_total` under their code.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import numpy as np
 
 from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ, PhoneAudioIn, PhoneAudioOut
 from voice_pipeline.telephony.rtp_endpoint import RtpAudio, RtpDtmf
-from voice_pipeline.telephony.sip import SipAgent, SipCall
+from voice_pipeline.telephony.sip import PeerFilter, Rejection, SipAgent, SipCall
+from voice_pipeline.telephony.sip.peers import bound_to_loopback
 from voice_pipeline.transports.phone import PhoneSink, on_dtmf, phone_session, refusal
 
 if TYPE_CHECKING:
@@ -26,6 +32,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voice_pipeline.telephony")
 SENDER_LEAD_MS = 40.0  # RtpEndpoint's default lead: sent, but not yet played by the phone
+NOT_READY_RETRY_AFTER_S = 10  # 503 while the models load: callers may try again after this
+
+
+def sip_admission(server: PipelineServer, answering: int) -> Rejection | None:
+    """Whether one more SIP call fits, counting the `answering` calls admitted whose session has not started."""
+    code = refusal(server)
+    if code is None and len(server.sessions) + answering >= server.settings.server.max_sessions:
+        code = "server_busy"  # calls being answered hold their place: a burst cannot overbook
+    if code == "not_ready":
+        return Rejection(503, "Service Unavailable", code=code, retry_after_s=NOT_READY_RETRY_AFTER_S)
+    return None if code is None else Rejection(486, "Busy Here", code=code)
 
 
 class SipLine:
@@ -108,20 +125,30 @@ class SipService:
         self.calls: set[SipCallHandler] = set()
 
     async def start(self) -> SipAgent | None:
-        """Start listening if enabled; a bad address or a taken port is logged and SIP stays off."""
+        """Start listening if enabled; a bad address, a bad allow-list or a taken port is logged and SIP stays off."""
         settings = self.server.settings.telephony
         if not settings.sip_enabled:
             return None
         try:
+            peers = PeerFilter.parse(settings.sip_allowed_peers)
             agent = SipAgent(self._on_call, host=settings.sip_host, port=settings.sip_port,
-                             advertised_host=settings.sip_advertised_host or None)
+                             advertised_host=settings.sip_advertised_host or None, peers=peers,
+                             admit=lambda answering: sip_admission(self.server, answering), on_fault=self._count)
             await agent.start()
         except (OSError, ValueError) as exc:
             log.error("SIP agent not started on %s:%s: %s", settings.sip_host, settings.sip_port, exc)
             return None
         self.agent = agent
         log.info("SIP agent listening at %s", agent.uri)
+        if not bound_to_loopback(settings.sip_host) and not peers.networks:
+            log.warning("SIP agent bound to %s, beyond loopback, but telephony.sip_allowed_peers is empty: only "
+                        "loopback peers are answered, everyone else gets 403 Forbidden. List the PBX or trunk "
+                        "addresses (VP_TELEPHONY_SIP_ALLOWED_PEERS, IPs or CIDRs; 0.0.0.0/0 allows anyone).",
+                        settings.sip_host)
         return agent
+
+    def _count(self, code: str) -> None:
+        self.server.metrics.errors.labels(code).inc()
 
     async def stop(self) -> None:
         if self.agent is not None:

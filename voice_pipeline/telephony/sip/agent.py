@@ -1,8 +1,11 @@
 """A SIP user agent over UDP that answers calls and hands each one, with its RTP endpoint, to a handler.
 
 Signalling (message parsing, transactions, dialogs, 100 Trying, BYE/CANCEL/OPTIONS answers, 2xx
-retransmission, REFER) is aiosipua's; this module decides what to do with a call: answer with
-our SDP, open its RTP endpoint, run the handler, and tidy up on BYE, CANCEL or a missing ACK.
+retransmission, REFER) is aiosipua's, behind our gate (`gate.py`: peer allow-list, malformed
+requests, retransmissions, the fault barrier). This module decides what to do with a call: admit
+it or not (before anything is answered), answer with our SDP, open its RTP endpoint, run the
+handler, and tidy up on BYE, CANCEL or a missing ACK. No task it starts ends with an unretrieved
+exception: each is counted as a fault and logged by type.
 """
 
 from __future__ import annotations
@@ -13,18 +16,24 @@ import logging
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
 
-from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, parse_sdp
-from aiosipua.transport import SipTransport
+from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAC, SipUAS, parse_sdp
+from aiosipua.dialog import DialogState
 
 from voice_pipeline.errors import ProtocolError
 from voice_pipeline.telephony.rtp_endpoint import RtpEndpoint
+from voice_pipeline.telephony.sip.gate import SipGate
+from voice_pipeline.telephony.sip.peers import PeerFilter
+from voice_pipeline.telephony.sip.screen import Rejection
 from voice_pipeline.telephony.sip.sdp import MediaPlan, answer_offer
-from voice_pipeline.telephony.sip.transport import UdpTransport
+from voice_pipeline.telephony.sip.transport import GatedTransport, UdpTransport
 
 log = logging.getLogger(__name__)
 
 CallHandler = Callable[["SipCall"], Awaitable[None]]
 MediaOpener = Callable[[], Awaitable[RtpEndpoint]]
+# Whether one more call can be taken, given how many are being answered now (admitted, their
+# handler not yet started): None to take it, else the refusal (486 busy, 503 not ready).
+Admission = Callable[[int], Rejection | None]
 
 
 @dataclass
@@ -55,16 +64,20 @@ class SipCall:
 
 
 class SipAgent:
-    """Listens on `host:port` (UDP) and answers every INVITE whose offer carries PCMU.
+    """Listens on `host:port` (UDP) and answers every admitted INVITE whose offer carries PCMU.
 
     `advertised_host` is the address written into Contact and SDP (defaults to `host`; set it
     when binding 0.0.0.0). `ring_s` holds the call in 180 Ringing that long before answering.
+    `peers` is who may call (default: loopback only); `admit` refuses calls beyond capacity;
+    `on_fault` hears the code of every dropped or refused message and caught exception.
     """
 
     def __init__(self, on_call: CallHandler, *, host: str = "127.0.0.1", port: int = 5060,
                  advertised_host: str | None = None, rtp_host: str | None = None, ring_s: float = 0.0,
                  user_agent: str = "voice-pipeline", rtp_options: dict[str, object] | None = None,
-                 transport: SipTransport | None = None, open_media: MediaOpener | None = None) -> None:
+                 transport: GatedTransport | None = None, open_media: MediaOpener | None = None,
+                 peers: PeerFilter | None = None, admit: Admission | None = None,
+                 on_fault: Callable[[str], None] | None = None) -> None:
         if host == "0.0.0.0" and advertised_host is None:
             raise ValueError("binding 0.0.0.0 needs an advertised_host for Contact and SDP")
         self.on_call = on_call
@@ -78,10 +91,19 @@ class SipAgent:
         self.uac: SipUAC | None = None
         self.uas: SipUAS | None = None
         self.calls: dict[str, SipCall] = {}
+        self.admit = admit
+        self.answering = 0  # INVITEs admitted whose handler has not started yet
+        self.gate = SipGate(self.transport, self._deliver, admit_invite=self._admit_invite, peers=peers,
+                            user_agent=user_agent, on_fault=on_fault)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session_ids = itertools.count(1)
 
     async def start(self) -> None:
+        if not isinstance(self.transport, GatedTransport):
+            raise TypeError("the SIP agent needs a GatedTransport: every datagram goes through its gate")
+        aiosipua_log = logging.getLogger("aiosipua")
+        if aiosipua_log.level == logging.NOTSET:  # it warns once per malformed datagram; the gate counts them
+            aiosipua_log.setLevel(logging.ERROR)
         await self.transport.start()  # bind first: port 0 picks a free port
         self.port = self.transport.local_addr[1]
         advertised = (self.advertised_host, self.port)
@@ -93,6 +115,8 @@ class SipAgent:
         self.uas.on_ack_timeout = self._on_ack_timeout
         self.uas.on_transfer_progress = self._on_transfer_progress
         self.transport.on_message = self.uas._on_message
+        self.transport.on_datagram = self.gate.datagram_received
+        self.transport.on_reply = self.gate.replied
 
     async def stop(self) -> None:
         for call in list(self.calls.values()):
@@ -111,9 +135,31 @@ class SipAgent:
     def uri(self) -> str:
         return f"sip:assistant@{self.advertised_host}:{self.port}"
 
-    # --- aiosipua callbacks (synchronous) ----------------------------------------------------
+    # --- the gate's hooks and aiosipua's callbacks (synchronous) -------------------------------
+
+    def _deliver(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        assert self.uas is not None, "SIP agent not started"
+        self.uas._on_message(message, addr)
+
+    def _admit_invite(self, request: SipRequest) -> Rejection | None:
+        """A new INVITE (no To tag, a fresh Call-ID) may start a call if `admit` agrees.
+
+        A re-INVITE gets 488: we do not renegotiate, and the call goes on as it was (RFC 3261 14.2;
+        aiosipua alone would leave it unanswered).
+        """
+        call_id = request.call_id or ""
+        existing = self.uas.get_call(call_id) if self.uas is not None else None
+        to = request.to_addr
+        if to is not None and to.tag:
+            if existing is None:
+                return Rejection(481, "Call/Transaction Does Not Exist")
+            return Rejection(488, "Not Acceptable Here", code="sip_reinvite_refused")
+        if existing is not None or call_id in self.calls:
+            return Rejection(482, "Loop Detected")  # the same Call-ID again, not a retransmission
+        return self.admit(self.answering) if self.admit is not None else None
 
     def _on_invite(self, incoming: IncomingCall) -> None:
+        self.answering += 1  # in the same step as the admission: a burst cannot overbook
         self._spawn(self._answer(incoming), f"sip-answer-{incoming.call_id}")
 
     def _on_bye(self, incoming: IncomingCall, request: SipRequest) -> None:
@@ -146,7 +192,13 @@ class SipAgent:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            kind = "-".join(task.get_name().split("-")[:2])  # the name less the call id
+            self.gate.fault("sip_internal", None, f"{kind} task: {type(exc).__name__}")
 
     async def _open_rtp(self) -> RtpEndpoint:
         return await RtpEndpoint.open(self.rtp_host, 0, **self.rtp_options)
@@ -155,42 +207,67 @@ class SipAgent:
         return self.uas is not None and self.uas.get_call(incoming.call_id) is incoming
 
     async def _answer(self, incoming: IncomingCall) -> None:
-        offer = incoming.invite.text if incoming.sdp_offer is not None else ""
+        try:
+            call = await self._set_up(incoming)
+        except Exception as exc:
+            self.gate.fault("sip_internal", incoming.source_addr, f"call set-up: {type(exc).__name__}")
+            if incoming.dialog.state is DialogState.EARLY and self._still_pending(incoming):
+                incoming.reject(500, "Server Internal Error")
+            call = None
+        finally:
+            self.answering -= 1  # the handler, if any, takes the place over without a pause
+        if call is None:
+            return
+        try:
+            await self.on_call(call)
+        except Exception as exc:
+            log.error("sip call handler failed: %s", type(exc).__name__, extra={"call_id": call.call_id})
+        finally:
+            call.hangup()
+
+    async def _set_up(self, incoming: IncomingCall) -> SipCall | None:
+        """Open RTP and answer 200 with our SDP; None when the call ended first or was refused."""
         try:
             media = await self._open_media()
         except OSError as exc:
             log.error("sip call: no RTP port", extra={"call_id": incoming.call_id, "error": str(exc)})
             incoming.reject(503, "Service Unavailable")
-            return
+            return None
         try:
-            answer, plan = answer_offer(offer, local_ip=self.advertised_host, rtp_port=media.local_port,
-                                        session_id=str(next(self._session_ids)))
-        except ProtocolError as exc:
+            return await self._answer_with(incoming, media)
+        except BaseException:
+            await media.close()
+            raise
+
+    async def _answer_with(self, incoming: IncomingCall, media: RtpEndpoint) -> SipCall | None:
+        try:
+            answer, plan = answer_offer(incoming.invite.text, local_ip=self.advertised_host,
+                                        rtp_port=media.local_port, session_id=str(next(self._session_ids)))
+        except ProtocolError as exc:  # the gate checked the offer already; kept as the last word
             log.info("sip offer rejected", extra={"call_id": incoming.call_id, "reason": exc.message})
             incoming.reject(488, "Not Acceptable Here")
             await media.close()
-            return
+            return None
         media.remote_addr, media.dtmf_payload_type = plan.remote_rtp, plan.dtmf_payload_type
+        media.allowed_hosts = frozenset({plan.remote_rtp[0], incoming.source_addr[0]})
         if self.ring_s > 0:
             incoming.ringing()
             await asyncio.sleep(self.ring_s)
         if not self._still_pending(incoming):  # cancelled while ringing
             await media.close()
-            return
+            return None
         incoming.accept(parse_sdp(answer))
         call = SipCall(incoming.call_id, incoming.caller, incoming.callee, plan, media, incoming, self)
         self.calls[call.call_id] = call
         log.info("sip call answered", extra={"call_id": call.call_id})
-        try:
-            await self.on_call(call)
-        except Exception:
-            log.exception("sip call handler failed", extra={"call_id": call.call_id})
-        finally:
-            call.hangup()
+        return call
 
     def _finish(self, call: SipCall) -> None:
         if self.calls.pop(call.call_id, None) is None and call.ended.is_set():
             return
         call.ended.set()
+        call._incoming._stop_retransmissions()  # no 200 OK after the call is over
+        if self.uas is not None:  # aiosipua forgets a call only on the caller's BYE: forget ours too
+            self.uas._calls.pop(call.call_id, None)
         self._spawn(call.media.close(), f"rtp-close-{call.call_id}")
 
