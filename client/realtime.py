@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +39,10 @@ class Received:
 
 
 class RealtimeClient:
-    def __init__(self, url: str, max_size: int = 1 << 22) -> None:
+    def __init__(self, url: str, max_size: int = 1 << 22, token: str | None = None) -> None:
         self.url = url
+        # The server's bearer token (docs/security.md): given, or VP_SERVER_AUTH_TOKEN; none on an open loopback server.
+        self._token = token if token is not None else os.environ.get("VP_SERVER_AUTH_TOKEN", "")
         self.received = Received()
         self.session: dict = {}
         self._max_size = max_size
@@ -48,7 +51,8 @@ class RealtimeClient:
         self._changed = asyncio.Condition()
 
     async def __aenter__(self) -> "RealtimeClient":
-        self._ws = await websockets.connect(self.url, max_size=self._max_size)
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        self._ws = await websockets.connect(self.url, max_size=self._max_size, additional_headers=headers)
         self._reader = asyncio.create_task(self._read())
         return self
 

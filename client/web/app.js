@@ -1,7 +1,7 @@
 // The browser voice client: wires the audio graph, the WebSocket and the page together.
 
 import { AudioEngine, INPUT_RATE_HZ, micErrorMessage } from "./audio.js";
-import { Connection, defaultServerUrl } from "./connection.js";
+import { Connection, fetchSessionToken, serverChoice } from "./connection.js";
 import { LatencyPanel } from "./latency.js";
 import { Transcript } from "./transcript.js";
 
@@ -46,7 +46,15 @@ const audio = new AudioEngine({
   },
 });
 
-const connection = new Connection(defaultServerUrl(window.location), {
+const server = serverChoice(window.location);
+const connection = new Connection(server.url, {
+  sessionToken: () => fetchSessionToken(),
+  onAuthRequired: () => {
+    setLink("unauthorized");
+    setState("offline");
+    showMessage("This server needs an access token: open the link with ?token=… that its operator gave you, "
+      + "then press Start again.");
+  },
   onOpen: () => {
     setLink("connected");
     connection.send({ type: "session.start", session: sessionSettings() });
@@ -92,7 +100,8 @@ function setState(state) {
 
 function setLink(link) {
   ui.link.dataset.link = link;
-  ui.link.textContent = { connected: "Connected", reconnecting: "Reconnecting", unreachable: "Unreachable", closed: "Disconnected" }[link];
+  ui.link.textContent = { connected: "Connected", reconnecting: "Reconnecting", unreachable: "Unreachable",
+    unauthorized: "Not authorized", closed: "Disconnected" }[link];
 }
 
 function showMessage(text, kind = "error") {
@@ -260,3 +269,7 @@ document.addEventListener("keyup", (key) => key.code === "Space" && app.talking 
 ui.textForm.addEventListener("submit", sendText);
 setState("idle");
 setLink("closed");
+if (server.refused) {
+  showMessage(`Ignored ?server=${server.refused}: this page streams the microphone only to the server it `
+    + `came from (${window.location.host}).`, "warning");
+}

@@ -4,11 +4,50 @@ const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const MAX_BUFFERED_BYTES = 64 * 1024; // ~2 s of 16 kHz audio: beyond it, new mic frames are dropped
 
-export function defaultServerUrl(location) {
-  const override = new URLSearchParams(location.search).get("server");
-  if (override) return override;
+const SESSION_TOKEN_PATH = "/v1/session-token";
+
+// Where the page streams the microphone: its own server. `?server=` may choose another path or
+// ws:/wss: on the same host and port, nothing else, so a crafted link cannot send the microphone to
+// another host (docs/security.md). `refused` is the ignored value, for the page to say so.
+export function serverChoice(location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/v1/realtime`;
+  const own = `${scheme}//${location.host}/v1/realtime`;
+  const override = new URLSearchParams(location.search).get("server");
+  if (!override) return { url: own, refused: null };
+  let url;
+  try {
+    url = new URL(override, own);
+  } catch {
+    return { url: own, refused: override };
+  }
+  const sameServer = url.host === location.host && (url.protocol === "ws:" || url.protocol === "wss:");
+  return sameServer ? { url: url.href, refused: null } : { url: own, refused: override };
+}
+
+export function defaultServerUrl(location) {
+  return serverChoice(location).url;
+}
+
+export class AuthRequired extends Error {}
+
+// A short-lived signed token for one WebSocket upgrade, from the page's own server. The server
+// checks the page's origin and its login cookie first (401: no valid cookie). null: the server has
+// no such endpoint (a test stand-in), so the socket opens without one.
+export async function fetchSessionToken(fetchImpl = fetch) {
+  const options = { method: "POST", credentials: "same-origin", cache: "no-store" };
+  const response = await fetchImpl(SESSION_TOKEN_PATH, options);
+  if (response.status === 404 || response.status === 405) return null;
+  if (response.status === 401 || response.status === 403) throw new AuthRequired(`HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const body = await response.json();
+  return body.session_token || null;
+}
+
+export function withSessionToken(url, token) {
+  if (!token) return url;
+  const withToken = new URL(url);
+  withToken.searchParams.set("session_token", token);
+  return withToken.href;
 }
 
 // Backoff before reconnection attempt `attempt` (0-based): doubling, capped, with +-20 % jitter.
@@ -18,7 +57,8 @@ export function backoffMs(attempt, random = Math.random) {
 }
 
 export class Connection {
-  // handlers: onOpen(), onEvent(event), onAudio(ArrayBuffer), onRetry({everOpened, delayMs, attempt, code})
+  // handlers: onOpen(), onEvent(event), onAudio(ArrayBuffer), onRetry({everOpened, delayMs, attempt, code}),
+  // onAuthRequired() (the server wants a login: no retry); sessionToken() gives a token per attempt.
   constructor(url, handlers) {
     this.url = url;
     this.handlers = handlers;
@@ -27,6 +67,7 @@ export class Connection {
     this.everOpened = false;
     this.wanted = false;
     this.timer = null;
+    this.attemptId = 0; // a newer attempt (or close) makes an older one's pending token fetch moot
     this.droppedFrames = 0;
   }
 
@@ -37,6 +78,7 @@ export class Connection {
 
   close() {
     this.wanted = false;
+    this.attemptId += 1;
     clearTimeout(this.timer);
     if (this.ws) this.ws.close(1000, "client closed");
     this.ws = null;
@@ -67,10 +109,26 @@ export class Connection {
     return true;
   }
 
-  _connect() {
+  async _connect() {
+    const attemptId = ++this.attemptId;
+    const current = () => this.wanted && attemptId === this.attemptId;
+    let token = null;
+    try {
+      token = this.handlers.sessionToken ? await this.handlers.sessionToken() : null;
+    } catch (error) {
+      if (!current()) return;
+      if (error instanceof AuthRequired) {
+        this.wanted = false;
+        this.handlers.onAuthRequired?.();
+      } else {
+        this._retry(0); // the server is unreachable, or answered with an error
+      }
+      return;
+    }
+    if (!current()) return;
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(withSessionToken(this.url, token));
     } catch (error) {
       this._retry(0);
       return;
