@@ -11,6 +11,9 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8765)")
     serve.add_argument("--config", help="TOML settings file (VP_* environment variables override it)")
+    serve.add_argument("--no-supervise", dest="supervise", action="store_false",
+                       help="run the server in this process, with no supervisor to restart it after a crash")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
     serve.set_defaults(run=_serve)
 
     talk = subparsers.add_parser("talk", help="speak a WAV file to the assistant and print its reply")
@@ -24,9 +27,17 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """A supervisor that runs the server as a worker process (restarted after a crash), or the
+    server itself: as that worker, or with --no-supervise / VP_SERVER_SUPERVISE=false."""
     from .server import run_server
+    from .settings import Settings
+    from .supervisor import supervise
 
-    return run_server(args)
+    if args.worker or not args.supervise or not Settings.load(args.config).server.supervise:
+        return run_server(args)
+    worker_args = [f"--{name}={value}" for name, value in (("host", args.host), ("port", args.port),
+                                                           ("config", args.config)) if value is not None]
+    return supervise(worker_args)
 
 
 def _talk(args: argparse.Namespace) -> int:

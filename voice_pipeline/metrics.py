@@ -81,6 +81,9 @@ class PipelineMetrics:
             "vp_audio_in_dropped_frames_total", "Input audio frames dropped (queue full)", registry=self.registry
         )
         self.sessions = Gauge("vp_sessions", "Open sessions", registry=self.registry)
+        self.worker_restarts = Gauge(
+            "vp_worker_restarts_total", "Times the supervisor restarted the server after a crash", registry=self.registry
+        )
         self.routes = Counter("vp_routes_total", "Turns by route", ["route"], registry=self.registry)
         self.answers = Counter("vp_answers_total", "Replies by the level that answered", ["level"], registry=self.registry)
         self.escalations = Counter("vp_escalations_total", "Escalation events sent", registry=self.registry)

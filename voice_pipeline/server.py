@@ -8,6 +8,7 @@ import contextlib
 import io
 import itertools
 import logging
+import os
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from .events import AudioChunk, ServerEvent
 from .metrics import PipelineMetrics
 from .session import Engines, Session
 from .settings import Settings
+from .supervisor import WorkerInfo, signal_ready
 from .transports.realtime_json import AppendAudio, decode_text, encode_audio, encode_event
 from .transports.telephony import TelephonyService
 
@@ -50,9 +52,14 @@ class PipelineServer:
         self._ids = itertools.count(1)
         self._started_t = time.monotonic()
         self.telephony = TelephonyService(self)
+        self.worker = WorkerInfo.from_env()
+        self.metrics.worker_restarts.set(self.worker.restarts)
 
     def app(self) -> web.Application:
+        from .security.gate import Gate
+
         app = web.Application()
+        Gate(self.settings.server).install(app)  # Origin, tokens and signatures before any handler (docs/security.md)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.prometheus)
@@ -70,12 +77,14 @@ class PipelineServer:
         self.cold_start = {**timings, "process_to_ready_ms": round(1000 * (time.monotonic() - self._started_t), 1)}
 
     async def health(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def ready(self, _request: web.Request) -> web.Response:
         if self.engines is None:
             return web.json_response({"ready": False}, status=503)
-        return web.json_response({"ready": True, "sessions": len(self.sessions), "cold_start": self.cold_start})
+        worker = {"restarts": self.worker.restarts, "last_exit": self.worker.last_exit}
+        return web.json_response({"ready": True, "sessions": len(self.sessions), "cold_start": self.cold_start,
+                                  "worker": worker})
 
     async def prometheus(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)
@@ -90,31 +99,62 @@ class PipelineServer:
         if self.engines is None or len(self.sessions) >= self.settings.server.max_sessions:
             code, message = ("not_ready", "models are still loading") if self.engines is None else (
                 "server_busy", f"the server is at its limit of {self.settings.server.max_sessions} sessions")
-            self.metrics.errors.labels(code).inc()
-            await ws.send_json({"type": "error", "error": {"code": code, "message": message, "recoverable": False}})
-            await ws.close(code=1013, message=code.encode())
+            await self._refuse(ws, code, message, close_code=1013)
             return ws
         session = Session(f"s{next(self._ids)}", self.settings, self.engines, self.metrics)
         self.sessions[session.session_id] = session
         runner = asyncio.create_task(session.run(WebSocketSink(ws)))
         try:
-            async for message in ws:
-                if runner.done():
-                    break
-                await self._on_message(session, message)
+            if await self._receive(ws, session, runner) == "start_timeout":
+                await self._refuse(ws, "session_start_timeout", "no session.start within "
+                                   f"{self.settings.server.start_timeout_s:g} s", close_code=1008)
         finally:
             runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+            results = await asyncio.gather(runner, return_exceptions=True)
+            if isinstance(results[0], Exception):
+                self.metrics.errors.labels("internal_error").inc()
+                log.error("session %s stopped by %s", session.session_id, type(results[0]).__name__,
+                          exc_info=results[0] if log.isEnabledFor(logging.DEBUG) else None)
             self.sessions.pop(session.session_id, None)
             log.info("session %s closed", session.session_id)
         return ws
 
+    async def _receive(self, ws: web.WebSocketResponse, session: Session, runner: asyncio.Task) -> str:
+        """Feed the socket's messages to the session until it closes; why it stopped.
+
+        A socket that has not sent `session.start` within `server.start_timeout_s` stops here, so
+        connections that never start cannot hold the server's session slots.
+        """
+        deadline = time.monotonic() + self.settings.server.start_timeout_s
+        while not runner.done():
+            timeout = None if session.started else max(0.0, deadline - time.monotonic())
+            try:
+                message = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                return "start_timeout"
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return "closed"
+            await self._on_message(session, message)
+        return "session_stopped"
+
     async def _on_message(self, session: Session, message) -> None:
+        """One client message into the session. Nothing it holds can end the socket: a failure is
+        answered with an `error` event, counted and logged (its type only, never its content)."""
+        try:
+            await self._decode_and_handle(session, message)
+        except Exception as exc:
+            log.warning("session %s: %s while handling a client message", session.session_id, type(exc).__name__,
+                        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+            session.error("internal_error", "the server could not handle this message; the session goes on")
+
+    async def _decode_and_handle(self, session: Session, message) -> None:
         if message.type == WSMsgType.BINARY:
             session.feed_pcm16(message.data)
         elif message.type == WSMsgType.TEXT:
-            if len(message.data) > self.settings.server.max_text_frame_bytes:
-                return session.error("text_frame_too_large", f"text frames are limited to {self.settings.server.max_text_frame_bytes} bytes")
+            limit = self.settings.server.max_text_frame_bytes
+            # The limit is in bytes: count UTF-8 bytes only when the characters alone could be under it.
+            if len(message.data) > limit or (len(message.data) * 4 > limit and len(message.data.encode()) > limit):
+                return session.error("text_frame_too_large", f"text frames are limited to {limit} bytes")
             try:
                 item = decode_text(message.data)
             except ProtocolError as exc:
@@ -124,8 +164,18 @@ class PipelineServer:
             else:
                 await session.handle(item)
 
+    async def _refuse(self, ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
+        """An `error` event, then a close: for sockets that get no session (or lose it)."""
+        self.metrics.errors.labels(code).inc()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_json({"type": "error", "error": {"code": code, "message": message, "recoverable": False}})
+        await ws.close(code=close_code, message=code.encode())
+
 
 async def serve(settings: Settings, ready_event: asyncio.Event | None = None) -> None:
+    from .security.exposure import enforce
+
+    enforce(settings.server)  # before binding or loading anything: ConfigError stops here
     server = PipelineServer(settings)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
@@ -136,6 +186,9 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
     await server.telephony.start()
     print(f"voice-pipeline: ready on http://{settings.server.host}:{settings.server.port} "
           f"(cold start {server.cold_start['process_to_ready_ms'] / 1000:.1f} s)", file=sys.stderr, flush=True)
+    if server.worker.restarts:
+        log.warning("worker restarted after a crash (%d so far, last: %s)", server.worker.restarts, server.worker.last_exit)
+    signal_ready()
     if ready_event is not None:
         ready_event.set()
     stop = asyncio.Event()
@@ -164,11 +217,17 @@ def log_tasks() -> None:
 
 
 def run_server(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
     settings = Settings.load(args.config)
     if args.host:
         settings.server.host = args.host
     if args.port is not None:
         settings.server.port = args.port
     logging.basicConfig(level=settings.server.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"voice-pipeline: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0

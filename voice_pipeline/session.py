@@ -22,7 +22,7 @@ from .audio_history import AudioHistory
 from .bounded import DropOldestQueue
 from .conversation import Conversation
 from .engines.base import LanguageModel, SpeechToText, TextToSpeech
-from .errors import ProtocolError
+from .errors import EngineError, ProtocolError
 from .events import EventKind, ServerEvent, now
 from .metrics import PipelineMetrics, TurnTimeline
 from .outbox import Outbox, Sink
@@ -369,8 +369,20 @@ class Session(SessionReplies):
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        """A session task ended: a failure nobody awaited is counted and logged, never left unretrieved."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, (EngineError, ProtocolError)):
+            return  # expected failures: whoever awaits the task (or its done callback) reports them
+        self.metrics.errors.labels("internal_error").inc()
+        log.error("session %s: task %s failed with %s", self.session_id, task.get_name(), type(exc).__name__,
+                  exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
     def _log_text(self, role: str, text: str) -> None:
         if self.settings.server.log_transcripts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from . import speculation
@@ -257,7 +258,10 @@ class SessionReplies:
     def _truncate(self, response_id: str, audio_end_ms: float) -> None:
         """The client says how much of a reply it played: rewrite that reply in the history."""
         record = self._reply_record
-        if record is None or record.response_id != response_id or not isinstance(audio_end_ms, (int, float)):
+        if not isinstance(audio_end_ms, (int, float)) or not math.isfinite(audio_end_ms):
+            # NaN would compare false everywhere and cut the whole reply from the history.
+            return self.error("invalid_event", "audio_end_ms must be a finite number", event_type="conversation.item.truncate")
+        if record is None or record.response_id != response_id:
             return self.error("invalid_event", f"no reply {response_id!r} to truncate", event_type="conversation.item.truncate")
         self.conversation.set_reply(record.played_text(max(0.0, float(audio_end_ms))))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -21,11 +22,34 @@ class AppendAudio:
     pcm16: bytes
 
 
-def decode_text(raw: str) -> cmd.Command | AppendAudio:
+MAX_AUDIO_END_MS = 24 * 3600 * 1000.0  # a reply longer than a day is not a position, it is garbage
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)  # 1e999 parses as inf: not a number a client can mean
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]!r} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(raw: str) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow a float are errors, not values."""
+    # ValueError covers JSONDecodeError, integers past Python's 4,300-digit limit and the hooks above.
     try:
-        message = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError("invalid_json", f"not valid JSON: {exc}") from None
+        message = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
+        if "\\ud" in raw.lower():  # an escaped surrogate: only whole pairs make text (UnicodeError)
+            json.dumps(message, ensure_ascii=False).encode()
+        return message
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("invalid_json", f"not valid JSON: {str(exc)[:200]}") from None
+
+
+def decode_text(raw: str) -> cmd.Command | AppendAudio:
+    message = _loads(raw)
     if not isinstance(message, dict):
         raise ProtocolError("invalid_json", "a text frame must hold one JSON object")
     kind = message.get("type")
@@ -88,8 +112,10 @@ def _user_text(message: Mapping) -> cmd.UserText:
 
 def _truncate(message: Mapping) -> cmd.TruncateReply:
     response_id, end_ms = message.get("response_id"), message.get("audio_end_ms")
-    if not isinstance(response_id, str) or not isinstance(end_ms, (int, float)) or isinstance(end_ms, bool) or end_ms < 0:
-        raise ProtocolError("invalid_event", "expected response_id (string) and audio_end_ms (number >= 0)")
+    number = isinstance(end_ms, (int, float)) and not isinstance(end_ms, bool)
+    if not isinstance(response_id, str) or not number or not 0 <= end_ms <= MAX_AUDIO_END_MS:
+        # `not 0 <= x <= max` also refuses NaN, and a huge integer never reaches float().
+        raise ProtocolError("invalid_event", "expected response_id (string) and audio_end_ms (0 to 86400000 ms)")
     return cmd.TruncateReply(response_id, float(end_ms))
 
 

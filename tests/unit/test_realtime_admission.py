@@ -1,0 +1,58 @@
+"""/v1/realtime over a real loopback socket with fake engines: sockets that never send
+session.start are closed after `server.start_timeout_s`, so they cannot hold the session slots."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+from aiohttp import web
+
+from voice_pipeline.server import PipelineServer
+
+from .fakes import fake_engines, make_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _serve(server: PipelineServer) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(server.app())
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+async def test_sockets_without_session_start_time_out_and_free_their_slots():
+    settings = make_settings()
+    settings.server.max_sessions = 2
+    settings.server.start_timeout_s = 0.3
+    server = PipelineServer(settings, fake_engines())
+    runner, url = await _serve(server)
+    try:
+        async with aiohttp.ClientSession() as http:
+            idle = [await http.ws_connect(url) for _ in range(2)]
+            refused = await http.ws_connect(url)  # both slots held
+            assert (await refused.receive_json())["error"]["code"] == "server_busy"
+            for ws in idle:
+                error = await asyncio.wait_for(ws.receive_json(), 5)
+                assert error["error"]["code"] == "session_start_timeout"
+                await asyncio.wait_for(ws.receive(), 5)
+                assert ws.close_code == 1008
+            for _ in range(50):
+                if not server.sessions:
+                    break
+                await asyncio.sleep(0.02)
+            assert not server.sessions
+            async with http.ws_connect(url) as ws:  # a slot is free again, and a started session stays
+                await ws.send_json({"type": "session.start"})
+                assert (await ws.receive_json())["type"] == "session.created"
+                await asyncio.sleep(0.5)
+                assert not ws.closed and len(server.sessions) == 1
+    finally:
+        await runner.cleanup()
