@@ -14,15 +14,15 @@ while a thread still uses it.
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import threading
+from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import AsyncIterator, Callable, Generic, Iterable, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 _DONE = object()
-log = logging.getLogger("voice_pipeline.threads")
 
 
 class _Failure:
@@ -107,7 +107,8 @@ class ThreadOwnedPool(Generic[R]):
     `run(fn)` and `stream(fn)` wait for a free resource, then call `fn(resource)` in a worker
     thread. The thread gives the resource back when `fn` (and, for `stream`, the iteration) has
     returned: the release cannot come from the event loop's side, so cancelling the caller any
-    number of times never lets two threads into one resource.
+    number of times never lets two threads into one resource. The free list is guarded by a lock
+    and each waiter is woken on its own event loop, so one pool serves any loop (tests make many).
     """
 
     def __init__(self, resources: Sequence[R], thread_name_prefix: str) -> None:
@@ -115,12 +116,14 @@ class ThreadOwnedPool(Generic[R]):
             raise ValueError("a pool needs at least one resource")
         self.resources = list(resources)
         self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix)
-        self._free: asyncio.Queue[R] | None = None  # made on first use, inside the event loop
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._free: deque[R] = deque(self.resources)
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = deque()
 
     @property
     def free_count(self) -> int:
-        return len(self.resources) if self._free is None else self._free.qsize()
+        with self._lock:
+            return len(self._free)
 
     async def run(self, fn: Callable[[R], T]) -> T:
         resource = await self._acquire()
@@ -155,25 +158,47 @@ class ThreadOwnedPool(Generic[R]):
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
     async def _acquire(self) -> R:
-        if self._free is None:
-            self._loop = asyncio.get_running_loop()
-            self._free = asyncio.Queue()
-            for resource in self.resources:
-                self._free.put_nowait(resource)
-        return await self._free.get()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free and not self._waiters:
+                return self._free.popleft()
+            waiter: asyncio.Future = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            with self._lock:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove((loop, waiter))
+            if waiter.done() and not waiter.cancelled():  # handed a resource just as it was cancelled
+                self._put_back(waiter.result())
+            raise
 
     def _releaser(self, resource: R) -> Callable[[], None]:
         """A callable, safe from any thread, that puts `resource` back exactly once."""
-        assert self._loop is not None and self._free is not None
-        loop, free, released = self._loop, self._free, threading.Event()
+        released = threading.Event()
 
         def release() -> None:
-            if released.is_set():
-                return
-            released.set()
-            try:
-                loop.call_soon_threadsafe(free.put_nowait, resource)
-            except RuntimeError:  # the loop is closed (shutting down): nobody will ask again
-                log.debug("pool resource released after its event loop closed")
+            if not released.is_set():
+                released.set()
+                self._put_back(resource)
 
         return release
+
+    def _put_back(self, resource: R) -> None:
+        """From any thread: hand `resource` to the longest waiter (on its own loop), or free it."""
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(self._hand_over, waiter, resource)
+                    return
+                except RuntimeError:  # that waiter's loop is closed: try the next one
+                    continue
+            self._free.append(resource)
+
+    def _hand_over(self, waiter: asyncio.Future, resource: R) -> None:
+        if waiter.done():  # cancelled after it was chosen: the next waiter gets it
+            self._put_back(resource)
+        else:
+            waiter.set_result(resource)

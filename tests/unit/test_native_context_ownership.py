@@ -173,3 +173,24 @@ async def test_a_failing_call_gives_the_resource_back():
     await asyncio.sleep(0)
     assert pool.free_count == 1
     pool.close()
+
+
+def test_one_pool_serves_one_event_loop_after_another():
+    """A model loaded once serves tests (or servers) that each run their own event loop."""
+    from voice_pipeline.threads import ThreadOwnedPool
+
+    native = Native()
+    pool = ThreadOwnedPool([native], thread_name_prefix="test")
+    for value in range(3):
+        assert asyncio.run(pool.run(lambda n, v=value: n.call(v))) == value
+
+    async def cancelled_then_used() -> int:
+        first = asyncio.create_task(pool.run(lambda n: n.call(7)))
+        await asyncio.sleep(TOKEN_S / 3)
+        first.cancel()
+        return await pool.run(lambda n: n.call(8))
+
+    assert asyncio.run(cancelled_then_used()) == 8
+    assert asyncio.run(pool.run(lambda n: n.call(9))) == 9
+    assert native.overlaps == 0 and pool.free_count == 1
+    pool.close()
