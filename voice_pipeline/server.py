@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import io
-import itertools
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from .errors import ProtocolError
 from .events import AudioChunk, ServerEvent
 from .metrics import PipelineMetrics
 from .session import Engines, Session
+from .session_host import SessionHost
 from .settings import Settings
 from .supervisor import WorkerInfo, signal_ready
 from .transports.realtime_json import AppendAudio, decode_text, encode_audio, encode_event
@@ -46,14 +46,20 @@ class PipelineServer:
     def __init__(self, settings: Settings, engines: Engines | None = None) -> None:
         self.settings = settings
         self.metrics = PipelineMetrics()
-        self.engines = engines
+        self.host = SessionHost(settings, self.metrics, engines)  # every transport's sessions
         self.cold_start: dict[str, float] = {}
-        self.sessions: dict[str, Session] = {}
-        self._ids = itertools.count(1)
         self._started_t = time.monotonic()
-        self.telephony = TelephonyService(self)
+        self.telephony = TelephonyService(self.host)
         self.worker = WorkerInfo.from_env()
         self.metrics.worker_restarts.set(self.worker.restarts)
+
+    @property
+    def engines(self) -> Engines | None:
+        return self.host.engines
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.host.sessions
 
     def app(self) -> web.Application:
         from .security.gate import Gate
@@ -73,7 +79,7 @@ class PipelineServer:
     async def load(self) -> None:
         from .engines.loader import load_engines
 
-        self.engines, timings = await load_engines(self.settings)
+        self.host.engines, timings = await load_engines(self.settings)
         self.cold_start = {**timings, "process_to_ready_ms": round(1000 * (time.monotonic() - self._started_t), 1)}
 
     async def health(self, _request: web.Request) -> web.Response:
@@ -96,27 +102,16 @@ class PipelineServer:
     async def realtime(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=HARD_MAX_MESSAGE_BYTES, heartbeat=30.0)
         await ws.prepare(request)
-        if self.engines is None or len(self.sessions) >= self.settings.server.max_sessions:
-            code, message = ("not_ready", "models are still loading") if self.engines is None else (
-                "server_busy", f"the server is at its limit of {self.settings.server.max_sessions} sessions")
+        code = self.host.refusal()
+        if code is not None:
+            message = "models are still loading" if code == "not_ready" else (
+                f"the server is at its limit of {self.settings.server.max_sessions} sessions")
             await self._refuse(ws, code, message, close_code=1013)
             return ws
-        session = Session(f"s{next(self._ids)}", self.settings, self.engines, self.metrics)
-        self.sessions[session.session_id] = session
-        runner = asyncio.create_task(session.run(WebSocketSink(ws)))
-        try:
+        async with self.host.session("s", lambda _session: WebSocketSink(ws)) as (session, runner):
             if await self._receive(ws, session, runner) == "start_timeout":
                 await self._refuse(ws, "session_start_timeout", "no session.start within "
                                    f"{self.settings.server.start_timeout_s:g} s", close_code=1008)
-        finally:
-            runner.cancel()
-            results = await asyncio.gather(runner, return_exceptions=True)
-            if isinstance(results[0], Exception):
-                self.metrics.errors.labels("internal_error").inc()
-                log.error("session %s stopped by %s", session.session_id, type(results[0]).__name__,
-                          exc_info=results[0] if log.isEnabledFor(logging.DEBUG) else None)
-            self.sessions.pop(session.session_id, None)
-            log.info("session %s closed", session.session_id)
         return ws
 
     async def _receive(self, ws: web.WebSocketResponse, session: Session, runner: asyncio.Task) -> str:

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from aiosipua import SipResponse
 
 from tests.unit.test_sip import OFFER, Harness, SipCall, _request, _settle
 from voice_pipeline.metrics import PipelineMetrics
+from voice_pipeline.session_host import SessionHost
 from voice_pipeline.settings import Settings
 from voice_pipeline.transports.sip import NOT_READY_RETRY_AFTER_S, sip_admission
 
 
-def _server(max_sessions: int, ready: bool = True) -> SimpleNamespace:
-    """What `refusal()` and `sip_admission()` read of a PipelineServer."""
+def _server(max_sessions: int, ready: bool = True) -> SessionHost:
+    """The session host `sip_admission()` asks; engines are never used here, only their presence."""
     settings = Settings()
     settings.server.max_sessions = max_sessions
-    return SimpleNamespace(settings=settings, sessions={}, engines=object() if ready else None,
-                           metrics=PipelineMetrics())
+    return SessionHost(settings, PipelineMetrics(), object() if ready else None)  # type: ignore[arg-type]
 
 
-def _harness(server: SimpleNamespace) -> Harness:
+def _harness(server: SessionHost) -> Harness:
     h = Harness(admit=lambda answering: sip_admission(server, answering),  # type: ignore[arg-type]
                 on_fault=lambda code: server.metrics.errors.labels(code).inc())
 
-    async def take_call(call: SipCall) -> None:  # what phone_session does: the session holds a place
-        server.sessions[call.call_id] = call
+    async def take_call(call: SipCall) -> None:  # what host.session does: the session holds a place
+        server.sessions[call.call_id] = call  # type: ignore[assignment]
         h.calls.append(call)
         try:
             await call.ended.wait()

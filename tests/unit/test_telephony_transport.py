@@ -16,6 +16,7 @@ from aiohttp import WSMsgType
 
 from voice_pipeline.events import EventKind, ServerEvent
 from voice_pipeline.metrics import PipelineMetrics
+from voice_pipeline.session_host import SessionHost
 from voice_pipeline.telephony.mulaw import float_to_mulaw
 from voice_pipeline.transports.media_stream import MediaStreamHandler
 from voice_pipeline.transports.phone import on_dtmf
@@ -77,7 +78,7 @@ def fake_server(llm=None, transfer_uri: str = "", max_sessions: int = 8):
     settings = make_settings()
     settings.telephony.transfer_uri = transfer_uri
     settings.server.max_sessions = max_sessions
-    return SimpleNamespace(settings=settings, engines=fake_engines(llm=llm), metrics=PipelineMetrics(), sessions={})
+    return SessionHost(settings, PipelineMetrics(), fake_engines(llm=llm))
 
 
 def start_message(provider: str) -> dict:

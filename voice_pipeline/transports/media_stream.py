@@ -31,10 +31,10 @@ from voice_pipeline.errors import ProtocolError
 from voice_pipeline.telephony.bridge import CallEnded, CallerAudio, CallerDtmf, CallStarted, MediaStreamCall
 from voice_pipeline.telephony.media_streams import MAX_MESSAGE_CHARS, codec_for
 from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ
-from voice_pipeline.transports.phone import PhoneSink, on_dtmf, phone_session, refusal
+from voice_pipeline.transports.phone import PHONE_SESSION_CONFIG, PhoneSink, on_dtmf
 
 if TYPE_CHECKING:
-    from voice_pipeline.server import PipelineServer
+    from voice_pipeline.session_host import SessionHost
     from voice_pipeline.session import Session
 
 log = logging.getLogger("voice_pipeline.telephony")
@@ -79,9 +79,9 @@ class MediaStreamHandler:
     handling one, is counted in `errors` and logged without its content, and the call goes on.
     """
 
-    def __init__(self, server: PipelineServer, ws: web.WebSocketResponse, provider: str) -> None:
-        self.server, self.ws, self.provider = server, ws, provider
-        telephony = server.settings.telephony
+    def __init__(self, host: SessionHost, ws: web.WebSocketResponse, provider: str) -> None:
+        self.host, self.ws, self.provider = host, ws, provider
+        telephony = host.settings.telephony
         self.call = MediaStreamCall(codec_for(provider), tts_rate_hz=PHONE_RATE_HZ,
                                     mark_every_ms=float(telephony.mark_interval_ms))
         self.label = provider
@@ -96,13 +96,13 @@ class MediaStreamHandler:
             self.pending = False
         if started is None:
             return
-        code = refusal(self.server)  # again now: a session begins here, not when the socket opened
+        code = self.host.refusal()  # again now: a session begins here, not when the socket opened
         if code is not None:
-            await refuse(self.server, self.ws, self.provider, code, BUSY_CLOSE_CODE)
+            await refuse(self.host, self.ws, self.provider, code, BUSY_CLOSE_CODE)
             return
         line = MediaStreamLine(self.ws, self.call)
-        async with phone_session(self.server, f"{self.provider}-",
-                                 lambda session: PhoneSink(line, session, self.escalate)) as (session, runner):
+        async with self.host.session(f"{self.provider}-", lambda session: PhoneSink(line, session, self.escalate),
+                                     start=PHONE_SESSION_CONFIG) as (session, runner):
             self.session, self.label = session, session.session_id
             log.info("call %s started (%s call %s)", self.label, self.provider, started.call_id)
             reason = await self._relay(session, runner)
@@ -116,13 +116,13 @@ class MediaStreamHandler:
     async def _wait_for_start(self) -> CallStarted | None:
         """The call's `start`; None if the socket ends first or sends none within the start timeout."""
         try:
-            async with asyncio.timeout(self.server.settings.telephony.start_timeout_s):
+            async with asyncio.timeout(self.host.settings.telephony.start_timeout_s):
                 async for message in self.ws:
                     event = self._guarded(self._before_start, message)
                     if event is not None:
                         return event if isinstance(event, CallStarted) else None
         except TimeoutError:
-            await refuse(self.server, self.ws, self.provider, "start_timeout", POLICY_CLOSE_CODE)
+            await refuse(self.host, self.ws, self.provider, "start_timeout", POLICY_CLOSE_CODE)
         return None
 
     def _before_start(self, message) -> CallStarted | CallEnded | None:
@@ -142,7 +142,7 @@ class MediaStreamHandler:
 
     def _apply(self, message, session: Session) -> str | None:
         """One provider message applied to the call; the reason if it ended the call."""
-        telephony, server = self.server.settings.telephony, self.server.settings.server
+        telephony, server = self.host.settings.telephony, self.host.settings.server
         for event in self.call.receive(_text_of(message)):
             match event:
                 case CallerAudio(audio=audio):
@@ -166,7 +166,7 @@ class MediaStreamHandler:
 
     def _fault(self, code: str, level: int, text: str, *args) -> None:
         """Count every fault; log the first few of a call (a flood of bad messages must not flood the log)."""
-        self.server.metrics.errors.labels(code).inc()
+        self.host.metrics.errors.labels(code).inc()
         self._logged_faults += 1
         if self._logged_faults <= MAX_LOGGED_FAULTS:
             log.log(level, "call %s: " + text, self.label, *args)
@@ -196,30 +196,30 @@ def _where(exc: BaseException) -> str:
     return f" at {Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"
 
 
-async def refuse(server: PipelineServer, ws: web.WebSocketResponse, provider: str, code: str,
+async def refuse(host: SessionHost, ws: web.WebSocketResponse, provider: str, code: str,
                  close_code: int) -> None:
     """Turn a provider socket away: counted in `errors` by code, logged, closed with `close_code`."""
-    server.metrics.errors.labels(code).inc()
+    host.metrics.errors.labels(code).inc()
     log.info("%s call refused: %s", provider, code)
     await ws.close(code=close_code, message=code.encode())
 
 
-def pending_refusal(server: PipelineServer, calls: set[MediaStreamHandler]) -> str | None:
+def pending_refusal(host: SessionHost, calls: set[MediaStreamHandler]) -> str | None:
     """`too_many_pending` when as many sockets as allowed are still waiting for their `start`."""
     pending = sum(1 for call in calls if call.pending)
-    return "too_many_pending" if pending >= server.settings.telephony.max_pending_streams else None
+    return "too_many_pending" if pending >= host.settings.telephony.max_pending_streams else None
 
 
-async def media_stream_endpoint(server: PipelineServer, request: web.Request, provider: str,
+async def media_stream_endpoint(host: SessionHost, request: web.Request, provider: str,
                                 calls: set[MediaStreamHandler]) -> web.WebSocketResponse:
     """/v1/twilio and /v1/telnyx: one provider socket, refused at once when there is no room for it."""
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
     await ws.prepare(request)
-    code = refusal(server) or pending_refusal(server, calls)  # checked again at `start`
+    code = host.refusal() or pending_refusal(host, calls)  # checked again at `start`
     if code is not None:
-        await refuse(server, ws, provider, code, BUSY_CLOSE_CODE)
+        await refuse(host, ws, provider, code, BUSY_CLOSE_CODE)
         return ws
-    handler = MediaStreamHandler(server, ws, provider)
+    handler = MediaStreamHandler(host, ws, provider)
     calls.add(handler)
     try:
         await handler.run()

@@ -1,4 +1,6 @@
-"""What both phone transports share: one Session per call, and the session's events seen from a phone line.
+"""What both phone transports share: the session config of a call, and the session's events seen from a phone line.
+
+Each call's Session comes from the SessionHost (session_host.py), like the browser's.
 
 A phone shows no text. Of the session's events a line needs the reply audio (start, frames, end),
 `output_audio_buffer.cleared` (barge-in: silence the far end at once and learn what the caller
@@ -8,24 +10,17 @@ heard), `response.done` (then the session's history is cut to what was heard), t
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
 from voice_pipeline.audio import PIPELINE_RATE_HZ
-from voice_pipeline.commands_in import StartSession, TruncateReply
+from voice_pipeline.commands_in import TruncateReply
 from voice_pipeline.events import AudioChunk, EventKind, ServerEvent
-from voice_pipeline.outbox import Sink
 from voice_pipeline.session import Session
 from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ
-
-if TYPE_CHECKING:
-    from voice_pipeline.server import PipelineServer
 
 log = logging.getLogger("voice_pipeline.telephony")
 
@@ -36,8 +31,6 @@ PHONE_SESSION_CONFIG = {
     "output_audio_format": {"encoding": "pcm16", "sample_rate": PHONE_RATE_HZ},
     "transcription": {"partials": False},
 }
-
-_call_numbers = itertools.count(1)
 
 
 class PhoneLine(Protocol):
@@ -111,31 +104,3 @@ def log_turn_metrics(label: str, event: ServerEvent) -> None:
     stages = " ".join(f"{name}={ms}" for name, ms in data.get("stages_ms", {}).items())
     log.info("call %s turn %s: voice_to_voice_ms=%s audio_out_ms=%s llm_tokens=%s %s", label, event.turn_id,
              data.get("voice_to_voice_ms"), data.get("audio_out_ms"), data.get("llm_tokens"), stages)
-
-
-def refusal(server: PipelineServer) -> str | None:
-    """Why a new call cannot be taken now (an error code), or None."""
-    if server.engines is None:
-        return "not_ready"
-    if len(server.sessions) >= server.settings.server.max_sessions:
-        return "server_busy"
-    return None
-
-
-@asynccontextmanager
-async def phone_session(server: PipelineServer, prefix: str,
-                        make_sink: Callable[[Session], Sink]) -> AsyncIterator[tuple[Session, asyncio.Task]]:
-    """A started Session for one call, running on `make_sink(session)` until the block exits."""
-    assert server.engines is not None
-    session = Session(f"{prefix}{next(_call_numbers)}", server.settings, server.engines, server.metrics)
-    server.sessions[session.session_id] = session
-    runner = asyncio.create_task(session.run(make_sink(session)))
-    try:
-        await session.handle(StartSession(PHONE_SESSION_CONFIG))
-        yield session, runner
-    finally:
-        runner.cancel()
-        results = await asyncio.gather(runner, return_exceptions=True)
-        if isinstance(results[0], Exception):
-            log.info("call %s: session ended with %s", session.session_id, type(results[0]).__name__)
-        server.sessions.pop(session.session_id, None)

@@ -24,10 +24,10 @@ from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ, PhoneAudioIn, Ph
 from voice_pipeline.telephony.rtp_endpoint import RtpAudio, RtpDtmf
 from voice_pipeline.telephony.sip import PeerFilter, Rejection, SipAgent, SipCall
 from voice_pipeline.telephony.sip.peers import bound_to_loopback
-from voice_pipeline.transports.phone import PhoneSink, on_dtmf, phone_session, refusal
+from voice_pipeline.transports.phone import PHONE_SESSION_CONFIG, PhoneSink, on_dtmf
 
 if TYPE_CHECKING:
-    from voice_pipeline.server import PipelineServer
+    from voice_pipeline.session_host import SessionHost
     from voice_pipeline.session import Session
 
 log = logging.getLogger("voice_pipeline.telephony")
@@ -35,11 +35,9 @@ SENDER_LEAD_MS = 40.0  # RtpEndpoint's default lead: sent, but not yet played by
 NOT_READY_RETRY_AFTER_S = 10  # 503 while the models load: callers may try again after this
 
 
-def sip_admission(server: PipelineServer, answering: int) -> Rejection | None:
+def sip_admission(host: SessionHost, answering: int) -> Rejection | None:
     """Whether one more SIP call fits, counting the `answering` calls admitted whose session has not started."""
-    code = refusal(server)
-    if code is None and len(server.sessions) + answering >= server.settings.server.max_sessions:
-        code = "server_busy"  # calls being answered hold their place: a burst cannot overbook
+    code = host.refusal(reserved=answering)  # calls being answered hold their place: a burst cannot overbook
     if code == "not_ready":
         return Rejection(503, "Service Unavailable", code=code, retry_after_s=NOT_READY_RETRY_AFTER_S)
     return None if code is None else Rejection(486, "Busy Here", code=code)
@@ -82,15 +80,15 @@ class SipLine:
 class SipCallHandler:
     """One answered call: a Session fed from RTP until either side hangs up."""
 
-    def __init__(self, server: PipelineServer, call: SipCall) -> None:
-        self.server, self.call = server, call
+    def __init__(self, host: SessionHost, call: SipCall) -> None:
+        self.host, self.call = host, call
         self.label = f"sip-call-{call.call_id}"
         self.session: Session | None = None
 
     async def run(self) -> None:
         line = SipLine(self.call)
-        async with phone_session(self.server, "sip-",
-                                 lambda session: PhoneSink(line, session, self.escalate)) as (session, runner):
+        async with self.host.session("sip-", lambda session: PhoneSink(line, session, self.escalate),
+                                     start=PHONE_SESSION_CONFIG) as (session, runner):
             self.session, self.label = session, session.session_id
             log.info("call %s started (sip)", self.label)
             await self._relay(session, runner)
@@ -98,7 +96,7 @@ class SipCallHandler:
 
     def escalate(self, reason: str) -> bool:
         """Blind transfer (SIP REFER) to `telephony.transfer_uri`; False when none is set."""
-        uri = self.server.settings.telephony.transfer_uri
+        uri = self.host.settings.telephony.transfer_uri
         if not uri:
             log.warning("call %s: escalation (%s) asked but telephony.transfer_uri is not set", self.label, reason)
             return False
@@ -107,7 +105,7 @@ class SipCallHandler:
         return True
 
     async def _relay(self, session: Session, runner: asyncio.Task) -> None:
-        telephony, server = self.server.settings.telephony, self.server.settings.server
+        telephony, server = self.host.settings.telephony, self.host.settings.server
         audio_in = PhoneAudioIn()
         while (event := await self.call.media.read()) is not None and not runner.done():
             if isinstance(event, RtpAudio):
@@ -119,21 +117,21 @@ class SipCallHandler:
 class SipService:
     """The SIP agent for the server's lifetime, and the calls it is running."""
 
-    def __init__(self, server: PipelineServer) -> None:
-        self.server = server
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
         self.agent: SipAgent | None = None
         self.calls: set[SipCallHandler] = set()
 
     async def start(self) -> SipAgent | None:
         """Start listening if enabled; a bad address, a bad allow-list or a taken port is logged and SIP stays off."""
-        settings = self.server.settings.telephony
+        settings = self.host.settings.telephony
         if not settings.sip_enabled:
             return None
         try:
             peers = PeerFilter.parse(settings.sip_allowed_peers)
             agent = SipAgent(self._on_call, host=settings.sip_host, port=settings.sip_port,
                              advertised_host=settings.sip_advertised_host or None, peers=peers,
-                             admit=lambda answering: sip_admission(self.server, answering), on_fault=self._count)
+                             admit=lambda answering: sip_admission(self.host, answering), on_fault=self._count)
             await agent.start()
         except (OSError, ValueError) as exc:
             log.error("SIP agent not started on %s:%s: %s", settings.sip_host, settings.sip_port, exc)
@@ -148,7 +146,7 @@ class SipService:
         return agent
 
     def _count(self, code: str) -> None:
-        self.server.metrics.errors.labels(code).inc()
+        self.host.metrics.errors.labels(code).inc()
 
     async def stop(self) -> None:
         if self.agent is not None:
@@ -156,12 +154,12 @@ class SipService:
             self.agent = None
 
     async def _on_call(self, call: SipCall) -> None:
-        code = refusal(self.server)
+        code = self.host.refusal()
         if code is not None:
-            self.server.metrics.errors.labels(code).inc()
+            self.host.metrics.errors.labels(code).inc()
             log.info("sip call %s refused: %s", call.call_id, code)
             return  # the agent hangs up when the handler returns
-        handler = SipCallHandler(self.server, call)
+        handler = SipCallHandler(self.host, call)
         self.calls.add(handler)
         try:
             await handler.run()

@@ -15,13 +15,13 @@ from voice_pipeline.transports.media_stream import MediaStreamHandler, media_str
 from voice_pipeline.transports.sip import SipService
 
 if TYPE_CHECKING:
-    from voice_pipeline.server import PipelineServer
+    from voice_pipeline.session_host import SessionHost
 
 
 class TelephonyService:
-    def __init__(self, server: PipelineServer) -> None:
-        self.server = server
-        self.sip = SipService(server)
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
+        self.sip = SipService(host)
         self.media_calls: set[MediaStreamHandler] = set()
 
     def add_routes(self, app: web.Application) -> None:
@@ -29,10 +29,10 @@ class TelephonyService:
         app.router.add_get("/v1/telnyx", self.telnyx)
 
     async def twilio(self, request: web.Request) -> web.WebSocketResponse:
-        return await media_stream_endpoint(self.server, request, "twilio", self.media_calls)
+        return await media_stream_endpoint(self.host, request, "twilio", self.media_calls)
 
     async def telnyx(self, request: web.Request) -> web.WebSocketResponse:
-        return await media_stream_endpoint(self.server, request, "telnyx", self.media_calls)
+        return await media_stream_endpoint(self.host, request, "telnyx", self.media_calls)
 
     async def start(self) -> None:
         await self.sip.start()

@@ -1,0 +1,66 @@
+"""The session host: admission, registry and lifetime of every conversation, for every transport.
+
+The browser socket, the media streams and SIP all get their sessions here: `refusal()` says
+whether one more fits (`not_ready` while the models load, `server_busy` at `max_sessions`), and
+`async with host.session(prefix, make_sink)` registers a Session, runs it on its sink, and on
+leaving the block cancels it, waits for it, and unregisters it. A session that died of a bug is
+counted (`internal_error`) and logged by type; nothing a transport does can leave one behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from .commands_in import StartSession
+from .metrics import PipelineMetrics
+from .outbox import Sink
+from .session import Engines, Session
+from .settings import Settings
+
+log = logging.getLogger("voice_pipeline.host")
+
+
+class SessionHost:
+    def __init__(self, settings: Settings, metrics: PipelineMetrics, engines: Engines | None = None) -> None:
+        self.settings, self.metrics = settings, metrics
+        self.engines = engines  # None until the models are loaded: every session is refused
+        self.sessions: dict[str, Session] = {}
+        self._numbers = itertools.count(1)
+
+    def refusal(self, reserved: int = 0) -> str | None:
+        """Why one more session cannot start now (an error code), or None. `reserved`: places
+        promised to sessions not registered yet (SIP calls being answered)."""
+        if self.engines is None:
+            return "not_ready"
+        if len(self.sessions) + reserved >= self.settings.server.max_sessions:
+            return "server_busy"
+        return None
+
+    @asynccontextmanager
+    async def session(self, prefix: str, make_sink: Callable[[Session], Sink],
+                      start: Mapping[str, Any] | None = None) -> AsyncIterator[tuple[Session, asyncio.Task]]:
+        """A registered Session running on `make_sink(session)` until the block exits; started with
+        `start` as its config when given (phones), else it waits for the client's session.start."""
+        if self.engines is None:
+            raise RuntimeError("no session before the engines are loaded: check refusal() first")
+        session = Session(f"{prefix}{next(self._numbers)}", self.settings, self.engines, self.metrics)
+        self.sessions[session.session_id] = session
+        runner = asyncio.create_task(session.run(make_sink(session)), name=f"session {session.session_id}")
+        try:
+            if start is not None:
+                await session.handle(StartSession(start))
+            yield session, runner
+        finally:
+            runner.cancel()
+            results = await asyncio.gather(runner, return_exceptions=True)
+            if isinstance(results[0], Exception):
+                self.metrics.errors.labels("internal_error").inc()
+                log.error("session %s stopped by %s", session.session_id, type(results[0]).__name__,
+                          exc_info=results[0] if log.isEnabledFor(logging.DEBUG) else None)
+            self.sessions.pop(session.session_id, None)
+            log.info("session %s closed", session.session_id)
