@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .audio import SUPPORTED_RATES_HZ
 from .errors import ProtocolError
@@ -62,7 +62,7 @@ class SessionConfig:
         }
 
 
-def _audio_format(key: str, field_name: str):
+def _audio_format(key: str, field_name: str) -> Callable[[SessionConfig, Any], dict[str, Any]]:
     def apply(_config: SessionConfig, value: Any) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise ProtocolError("invalid_session_field", f"{key} must be an object")

@@ -43,7 +43,7 @@ class SessionHost:
 
     @asynccontextmanager
     async def session(self, prefix: str, make_sink: Callable[[Session], Sink],
-                      start: Mapping[str, Any] | None = None) -> AsyncIterator[tuple[Session, asyncio.Task]]:
+                      start: Mapping[str, Any] | None = None) -> AsyncIterator[tuple[Session, asyncio.Task[None]]]:
         """A registered Session running on `make_sink(session)` until the block exits; started with
         `start` as its config when given (phones), else it waits for the client's session.start."""
         if self.engines is None:

@@ -84,7 +84,7 @@ class Supervisor:
         self.restarts = 0  # in this supervisor's life, reported by the workers
         self.crashes_in_row = 0  # picks the backoff; a worker that lived an hour starts it again
         self.last_exit = ""
-        self._child: subprocess.Popen | None = None
+        self._child: subprocess.Popen[bytes] | None = None
         self._stopping = False
         self._stop_deadline: float | None = None
 
@@ -137,7 +137,7 @@ class Supervisor:
                     self._child.kill()
                     self._stop_deadline = None
 
-    def _forward(self, signum: int, _frame) -> None:
+    def _forward(self, signum: int, _frame: object) -> None:
         self._stopping = True
         self._stop_deadline = time.monotonic() + STOP_GRACE_S
         if self._child is not None and self._child.poll() is None:

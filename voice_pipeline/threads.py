@@ -18,7 +18,7 @@ import contextlib
 import threading
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import AsyncGenerator, Callable, Generic, Iterable, Sequence, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,11 +35,11 @@ async def iterate_in_thread(
     executor: Executor | None = None,
     max_buffered: int = 16,
     on_thread_exit: Callable[[], None] | None = None,
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Iterate `make_iterable()` in a worker thread. `on_thread_exit` runs in that thread once the
     iteration has ended and the iterator is closed, whatever happened to the consumer."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(max_buffered)
+    queue: asyncio.Queue[object] = asyncio.Queue(max_buffered)
     stop = threading.Event()
 
     def put(item: object) -> None:
@@ -89,7 +89,7 @@ async def iterate_in_thread(
                 break
             if isinstance(item, _Failure):
                 raise item.exc
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # everything else in the queue came from the iterable
     finally:
         stop.set()
         # Drain so a producer blocked on a full queue can see `stop` and finish.
@@ -118,7 +118,7 @@ class ThreadOwnedPool(Generic[R]):
         self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix)
         self._lock = threading.Lock()
         self._free: deque[R] = deque(self.resources)
-        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = deque()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[R]]] = deque()
 
     @property
     def free_count(self) -> int:
@@ -143,7 +143,7 @@ class ThreadOwnedPool(Generic[R]):
         # Cancelling this await leaves the thread running; it still releases the resource itself.
         return await future
 
-    async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16) -> AsyncIterator[T]:
+    async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16) -> AsyncGenerator[T, None]:
         resource = await self._acquire()
         # No await between acquiring and starting the thread: from here the thread owns `resource`.
         items = iterate_in_thread(lambda: fn(resource), self._executor, max_buffered, self._releaser(resource))
@@ -162,10 +162,11 @@ class ThreadOwnedPool(Generic[R]):
         with self._lock:
             if self._free and not self._waiters:
                 return self._free.popleft()
-            waiter: asyncio.Future = loop.create_future()
+            waiter: asyncio.Future[R] = loop.create_future()
             self._waiters.append((loop, waiter))
         try:
-            return await waiter
+            resource: R = await waiter
+            return resource
         except asyncio.CancelledError:
             with self._lock:
                 with contextlib.suppress(ValueError):
@@ -197,7 +198,7 @@ class ThreadOwnedPool(Generic[R]):
                     continue
             self._free.append(resource)
 
-    def _hand_over(self, waiter: asyncio.Future, resource: R) -> None:
+    def _hand_over(self, waiter: asyncio.Future[R], resource: R) -> None:
         if waiter.done():  # cancelled after it was chosen: the next waiter gets it
             self._put_back(resource)
         else:

@@ -36,6 +36,9 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+Message = Mapping[str, Any]  # one decoded client event
+
+
 def _loads(raw: str) -> Any:
     """Strict JSON: NaN, Infinity and numbers that overflow a float are errors, not values."""
     # ValueError covers JSONDecodeError, integers past Python's 4,300-digit limit and the hooks above.
@@ -59,7 +62,8 @@ def decode_text(raw: str) -> cmd.Command | AppendAudio:
     if decoder is None:
         raise ProtocolError("unknown_event", f"unknown event type {kind[:64]!r}", event_type=kind[:64])
     try:
-        return decoder(message)
+        decoded: cmd.Command | AppendAudio = decoder(message)
+        return decoded
     except ProtocolError as exc:
         exc.event_type = exc.event_type or kind
         raise
@@ -79,8 +83,8 @@ def encode_audio(chunk: AudioChunk) -> bytes:
     return float_to_pcm16(chunk.samples)
 
 
-def _session(field: str, required: bool) -> Callable[[Mapping], Mapping]:
-    def get(message: Mapping) -> Mapping:
+def _session(field: str, required: bool) -> Callable[[Message], Mapping[str, Any]]:
+    def get(message: Message) -> Mapping[str, Any]:
         value = message.get(field, None if required else {})
         if not isinstance(value, Mapping):
             raise ProtocolError("invalid_event", f"'{field}' must be an object")
@@ -89,7 +93,7 @@ def _session(field: str, required: bool) -> Callable[[Mapping], Mapping]:
     return get
 
 
-def _append(message: Mapping) -> AppendAudio:
+def _append(message: Message) -> AppendAudio:
     audio = message.get("audio")
     if not isinstance(audio, str):
         raise ProtocolError("invalid_event", "'audio' must be a base64 string")
@@ -99,27 +103,28 @@ def _append(message: Mapping) -> AppendAudio:
         raise ProtocolError("invalid_event", "'audio' is not valid base64") from None
 
 
-def _user_text(message: Mapping) -> cmd.UserText:
+def _user_text(message: Message) -> cmd.UserText:
     item = message.get("item")
     content = item.get("content") if isinstance(item, Mapping) else None
     if not isinstance(item, Mapping) or item.get("role", "user") != "user" or not isinstance(content, list):
         raise ProtocolError("invalid_event", "expected item: {role: 'user', content: [{type: 'input_text', text}]}")
-    texts = [part.get("text") for part in content if isinstance(part, Mapping) and part.get("type") == "input_text"]
-    if not texts or not all(isinstance(t, str) for t in texts) or not " ".join(texts).strip():
+    parts = [part.get("text") for part in content if isinstance(part, Mapping) and part.get("type") == "input_text"]
+    texts = [text for text in parts if isinstance(text, str)]
+    if not texts or len(texts) != len(parts) or not " ".join(texts).strip():
         raise ProtocolError("invalid_event", "the item has no non-empty input_text content")
     return cmd.UserText(" ".join(texts).strip())
 
 
-def _truncate(message: Mapping) -> cmd.TruncateReply:
+def _truncate(message: Message) -> cmd.TruncateReply:
     response_id, end_ms = message.get("response_id"), message.get("audio_end_ms")
-    number = isinstance(end_ms, (int, float)) and not isinstance(end_ms, bool)
-    if not isinstance(response_id, str) or not number or not 0 <= end_ms <= MAX_AUDIO_END_MS:
+    if (not isinstance(response_id, str) or not isinstance(end_ms, (int, float)) or isinstance(end_ms, bool)
+            or not 0 <= end_ms <= MAX_AUDIO_END_MS):
         # `not 0 <= x <= max` also refuses NaN, and a huge integer never reaches float().
         raise ProtocolError("invalid_event", "expected response_id (string) and audio_end_ms (0 to 86400000 ms)")
     return cmd.TruncateReply(response_id, float(end_ms))
 
 
-_DECODERS: dict[str, Callable[[Mapping], Any]] = {
+_DECODERS: dict[str, Callable[[Message], cmd.Command | AppendAudio]] = {
     "session.start": lambda m: cmd.StartSession(_session("session", required=False)(m)),
     "session.update": lambda m: cmd.UpdateSession(_session("session", required=True)(m)),
     "input_audio_buffer.append": _append,
