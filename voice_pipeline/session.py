@@ -28,8 +28,7 @@ from .metrics import PipelineMetrics, TurnTimeline
 from .outbox import Outbox, Sink
 from .answering import Answerer
 from .phrasebook import STT_OFF, Phrasebook
-from .responder import ReplyRecord
-from . import speculation
+from .reply.handle import ReplyHandle
 from .session_config import SessionConfig
 from .session_replies import SessionReplies
 from .settings import Settings
@@ -99,14 +98,13 @@ class Session(SessionReplies):
         self._input_start_ms = 0.0  # with VAD off, the turn is everything since this position
         self._turn: _Turn | None = None
         self._ids = itertools.count(1)
-        self._reply_task: asyncio.Task | None = None
         self._active_turn_id: str | None = None
-        self._reply_record: ReplyRecord | None = None
+        self._current_reply: ReplyHandle | None = None  # the live reply (or the last one)
         self._reply_timelines: dict[str, TurnTimeline] = {}
         self._tasks: set[asyncio.Task] = set()
         self.phrases = engines.phrases or Phrasebook(22_050)
         self._last_resorts_in_row = 0
-        self._speculation: speculation.Speculation | None = None
+        self._speculation: ReplyHandle | None = None  # a reply held during the endpoint wait
 
     # -- transport-facing API -----------------------------------------------------------------
 
@@ -119,7 +117,7 @@ class Session(SessionReplies):
                 group.create_task(self._input_loop())
         finally:
             self.metrics.sessions.dec()
-            for task in [self._reply_task, *self._tasks]:
+            for task in [self._current_reply.task if self._current_reply else None, *self._tasks]:
                 if task is not None and not task.done():
                     task.cancel()
 
@@ -356,15 +354,8 @@ class Session(SessionReplies):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _emit(self, kind: EventKind, turn_id: str | None = None, response_id: str | None = None, **data) -> None:
-        self._emit_event(ServerEvent(kind, self.session_id, turn_id=turn_id, response_id=response_id, data=data))
-
-    def _emit_event(self, event: ServerEvent) -> None:
-        """Send an event, or hold it if it belongs to a speculative reply (dropped if discarded)."""
-        spec = speculation.current()
-        if spec is None:
-            self.outbox.emit(event)
-        elif spec.held:
-            spec.held_events.append(event)
+        """Send a session event (a reply's own events go through its ReplyHandle, which may hold them)."""
+        self.outbox.emit(ServerEvent(kind, self.session_id, turn_id=turn_id, response_id=response_id, data=data))
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

@@ -2,6 +2,9 @@
 
 A mixin of `Session` (split out to keep each file to one idea): it uses the session's outbox,
 conversation, turn-taking machine, engines, settings and metrics, set up in `Session.__init__`.
+Each reply is a `ReplyHandle` (reply/handle.py): the held speculation is `_speculation`, the live
+reply `_reply`. The reply path emits through its handle, which decides whether an event is sent,
+held or dropped; only a reply that speaks writes the history and is counted.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from . import speculation
 from .answer_flow import last_resort, produce
 from .answering import Answer
 from .errors import EngineError
-from .events import EventKind, now
+from .events import EventKind, ServerEvent, now
 from .phrasebook import SORRY
+from .reply.handle import ReplyHandle
 from .responder import Reply, ReplyPlan, ReplyRecord
 from .routing.instant import InstantAction
 
@@ -28,20 +31,21 @@ log = logging.getLogger("voice_pipeline.session")
 
 
 class SessionReplies:
-    # -- speculative replies (see speculation.py) ----------------------------------------------
+    # -- speculative replies (a held ReplyHandle, see reply/lifecycle.py) ------------------------
 
     def _maybe_speculate(self, turn: _Turn, speech_end_ms: float) -> None:
-        busy = self._active_turn_id is not None or (self._reply_task is not None and not self._reply_task.done())
+        busy = self._active_turn_id is not None or (self._current_reply is not None and self._current_reply.running)
         if not self.engines.speculate or busy or self._speculation is not None:
             return
-        spec = speculation.Speculation(turn.turn_id, len(self.conversation.history))
-        self._reply_record = None  # no reply is active; a later barge-in must not clear an old one
+        spec = self._new_reply(turn, held=True)
         stt = turn.stt.final(speech_end_ms, self._history_audio.end_ms)
         spec.task = self._spawn(self._speculate(spec, turn, stt))
         self._speculation = spec
 
-    async def _speculate(self, spec: speculation.Speculation, turn: _Turn, stt: asyncio.Task) -> None:
-        speculation.run_as(spec)
+    def _new_reply(self, turn: _Turn, held: bool) -> ReplyHandle:
+        return ReplyHandle(self.session_id, turn.turn_id, self.outbox, self.conversation, held)
+
+    async def _speculate(self, spec: ReplyHandle, turn: _Turn, stt: asyncio.Task) -> None:
         if turn.eot is not None:
             # The end-of-turn score decides when the turn is committed; on a small CPU it would be
             # slowed by the LLM and TTS of this very reply, so it goes first (briefly).
@@ -50,22 +54,17 @@ class SessionReplies:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await turn.eot_scored.wait()
-        await self._voice_turn(turn, stt)
+        await self._voice_turn(spec, turn, stt)
 
-    def _commit_speculation(self, spec: speculation.Speculation, turn: _Turn) -> None:
+    def _commit_speculation(self, spec: ReplyHandle, turn: _Turn) -> None:
         """The turn ended as speculated: send what was held, in order, and release its audio."""
         self._speculation = None
-        spec.committed = True
-        for event in spec.held_events:
-            self.outbox.emit(event)
-        spec.held_events.clear()
-        for response_id in spec.response_ids:
-            self.outbox.release(response_id)
+        spec.commit()
         turn.timeline.counters["speculation"] = "hit"
         self.metrics.speculations.labels("hit").inc()
         self._active_turn_id = turn.turn_id
         self._turns.response_started()
-        self._reply_task = spec.task
+        self._current_reply = spec
 
     def _discard_speculation(self, turn: _Turn) -> None:
         """The user went on (or the turn was dropped): throw the prepared reply away at once."""
@@ -73,13 +72,7 @@ class SessionReplies:
         if spec is None or spec.turn_id != turn.turn_id:
             return
         self._speculation = None
-        spec.discarded = True
-        spec.task.cancel()
-        for response_id in spec.response_ids:
-            self.outbox.flush(response_id)
-        spec.held_events.clear()
-        del self.conversation.history[spec.history_len :]
-        wasted_s = spec.wasted_cpu_s()
+        wasted_s = spec.discard()
         counters = turn.timeline.counters
         counters["speculation_misses"] = counters.get("speculation_misses", 0) + 1
         counters["speculation_wasted_cpu_ms"] = round(counters.get("speculation_wasted_cpu_ms", 0.0) + 1000 * wasted_s, 1)
@@ -89,12 +82,14 @@ class SessionReplies:
     # -- replies ------------------------------------------------------------------------------
 
     def _start_reply_task(self, turn: _Turn, reply, *args) -> None:
-        """Run a turn's reply after the previous one has finished its bookkeeping (history)."""
-        previous = self._reply_task
+        """Run a turn's live reply, `reply(handle, *args)`, after the previous one has finished its
+        bookkeeping (history)."""
+        previous = self._current_reply.task if self._current_reply is not None else None
         self._active_turn_id = turn.turn_id
         self._turns.response_started()  # thinking counts: speech now is a barge-in
-        self._reply_record = None
-        self._reply_task = self._spawn(self._after(previous, reply, *args))
+        handle = self._new_reply(turn, held=False)
+        handle.task = self._spawn(self._after(previous, reply, handle, *args))
+        self._current_reply = handle
 
     @staticmethod
     async def _after(previous: asyncio.Task | None, reply, *args):
@@ -107,7 +102,7 @@ class SessionReplies:
             self._active_turn_id = None
             self._turns.response_finished()
 
-    async def _voice_turn(self, turn: _Turn, stt: asyncio.Task) -> None:
+    async def _voice_turn(self, handle: ReplyHandle, turn: _Turn, stt: asyncio.Task) -> None:
         try:
             async with asyncio.timeout(self.settings.budgets.stt_final_ms / 1000.0):
                 transcript = await asyncio.shield(stt)
@@ -117,8 +112,8 @@ class SessionReplies:
             self.metrics.fallbacks.labels("stt", why).inc()
             turn.timeline.counters["stt_fallback"] = why
             if why == "failed":
-                self.error("stage_failed", str(exc))
-            return await self._reply(turn, None, fixed=SORRY)
+                self._reply_error(handle, "stage_failed", str(exc))
+            return await self._reply(handle, turn, None, fixed=SORRY)
         except asyncio.CancelledError:
             stt.cancel()
             self._release_turn(turn)
@@ -127,9 +122,9 @@ class SessionReplies:
         turn.timeline.counters.update(
             stt_reused_partial=turn.stt.reused_partial, stt_discarded_finals=turn.stt.discarded_finals
         )
-        self._emit(EventKind.TRANSCRIPT_FINAL, turn_id=turn.turn_id, transcript=transcript.text)
+        handle.event(EventKind.TRANSCRIPT_FINAL, transcript=transcript.text)
         if transcript.text.strip():
-            await self._reply(turn, transcript.text)
+            await self._reply(handle, turn, transcript.text)
         else:
             self._release_turn(turn)
 
@@ -140,7 +135,7 @@ class SessionReplies:
             return Answer("small", "routing_off", llm=self.engines.llm)
         return self.engines.answerer.plan(user_text, self.conversation.last_reply())
 
-    async def _reply(self, turn: _Turn, user_text: str | None, fixed: str | None = None) -> None:
+    async def _reply(self, handle: ReplyHandle, turn: _Turn, user_text: str | None, fixed: str | None = None) -> None:
         """Reply to `user_text`, or speak `fixed` (a cascade answer for a turn that got no text)."""
         answer = self._answer_for(user_text, fixed)
         counters = turn.timeline.counters
@@ -153,19 +148,15 @@ class SessionReplies:
         if answer.action is InstantAction.CANCEL:  # "stop": the barge-in already silenced the reply
             return self._release_turn(turn)
         record = ReplyRecord(f"r{next(self._ids)}")
-        self._reply_record = record
         self._reply_timelines[record.response_id] = turn.timeline
         messages = self.conversation.prompt(self.config.instructions, user_text or "")
         if user_text is not None:
             self.conversation.add_user(user_text)
             self._log_text("user", user_text)
-        spec = speculation.current()
-        if spec is not None:
-            spec.response_ids.append(record.response_id)
-        self.outbox.open_reply(record.response_id, self.config.output_rate_hz, held=spec is not None)
-        self._emit(EventKind.RESPONSE_CREATED, turn_id=turn.turn_id, response_id=record.response_id)
+        handle.open_audio(record, self.config.output_rate_hz)
+        handle.event(EventKind.RESPONSE_CREATED, response_id=record.response_id)
         reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, answer.llm or self.engines.llm,
-                      self.engines.tts, self.outbox, self.config.output_rate_hz, self._emit_event)
+                      self.engines.tts, self.outbox, self.config.output_rate_hz, handle.emit)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
                          tts.stream_text)
@@ -175,7 +166,7 @@ class SessionReplies:
                 level = await produce(reply, answer, plan, self.phrases, counters,
                                       self.settings.budgets.first_audio_ms / 1000.0)
             except EngineError as exc:
-                self.error("stage_failed", str(exc))
+                self._reply_error(handle, "stage_failed", str(exc))
                 self.metrics.fallbacks.labels(exc.stage, "failed").inc()
                 reason = "fallback"
                 level = await last_resort(reply, self.phrases, exc)
@@ -184,8 +175,8 @@ class SessionReplies:
             self.outbox.end_reply(record.response_id)
             await self.outbox.wait_sent(record.response_id)
             if self.outbox.sent_ms(record.response_id):
-                self._emit(EventKind.OUTPUT_AUDIO_STOPPED, response_id=record.response_id,
-                           audio_ms=round(self.outbox.sent_ms(record.response_id)))
+                handle.emit(ServerEvent(EventKind.OUTPUT_AUDIO_STOPPED, self.session_id, response_id=record.response_id,
+                                        data={"audio_ms": round(self.outbox.sent_ms(record.response_id))}))
         except asyncio.CancelledError:
             status, reason = "cancelled", "interrupted"
             raise
@@ -193,7 +184,7 @@ class SessionReplies:
             log.exception("session %s: reply failed", self.session_id)
             status, reason = "failed", f"internal error: {type(exc).__name__}"
             self.outbox.flush(record.response_id)
-            self.error("stage_failed", reason)
+            self._reply_error(handle, "stage_failed", reason)
         finally:
             counters["answered_by"] = level
             if counters.get("first_audio_budget_miss"):
@@ -201,13 +192,23 @@ class SessionReplies:
             for attempt in counters.get("llm_attempts", []):
                 if attempt["outcome"] != "answered":
                     self.metrics.fallbacks.labels("llm", attempt["outcome"]).inc()
-            self._count_answer(level, status)
-            self._finish_reply(turn, record, status, reason)
+            if handle.finish():  # a held or discarded reply answered nobody: no history, events or metrics
+                self._count_answer(handle, level, status)
+                self._finish_reply(handle, turn, record, status, reason)
+            else:
+                self._release_turn(turn)
+                self.outbox.end_reply(record.response_id)
+                self._reply_timelines.pop(record.response_id, None)
 
-    def _count_answer(self, level: str, status: str) -> None:
+    def _reply_error(self, handle: ReplyHandle, code: str, message: str) -> None:
+        """An error of the reply path: counted like any, and sent only if the reply is (held with it)."""
+        self.metrics.errors.labels(code).inc()
+        log.info("session %s error %s", self.session_id, code)
+        handle.emit(ServerEvent(EventKind.ERROR, self.session_id,
+                                data={"error": {"code": code, "message": message, "recoverable": True}}))
+
+    def _count_answer(self, handle: ReplyHandle, level: str, status: str) -> None:
         """Consecutive last resorts mean the assistant cannot help: escalate (e.g. a transfer)."""
-        if speculation.current() is not None:  # a discarded speculation answered nobody
-            return
         self.metrics.answers.labels(level).inc()
         if status == "cancelled":
             return
@@ -218,14 +219,14 @@ class SessionReplies:
         if self._last_resorts_in_row >= self.settings.budgets.escalate_after_failures:
             self._last_resorts_in_row = 0
             self.metrics.escalations.inc()
-            self._emit(EventKind.ESCALATION, reason="repeated_failures")
+            handle.emit(ServerEvent(EventKind.ESCALATION, self.session_id, data={"reason": "repeated_failures"}))
 
-    def _finish_reply(self, turn: _Turn, record: ReplyRecord, status: str, reason: str | None) -> None:
+    def _finish_reply(self, handle: ReplyHandle, turn: _Turn, record: ReplyRecord, status: str,
+                      reason: str | None) -> None:
+        """The reply's bookkeeping: the only place a reply is written to the history."""
         self._release_turn(turn)
         self.outbox.end_reply(record.response_id)
         self._reply_timelines.pop(record.response_id, None)  # a reply that never sent audio
-        if speculation.current() is not None:  # discarded: no history, no events, no metrics
-            return
         heard = record.text if status == "completed" else record.played_text(self.outbox.played_ms(record.response_id))
         self.conversation.set_reply(heard)
         self.conversation.log_reply(heard)
@@ -233,31 +234,27 @@ class SessionReplies:
         data = {"status": status, "text": record.text, "played_text": heard}
         if reason:
             data["reason"] = reason
-        self._emit(EventKind.RESPONSE_DONE, turn_id=turn.turn_id, response_id=record.response_id, **data)
+        handle.event(EventKind.RESPONSE_DONE, response_id=record.response_id, **data)
         summary = turn.timeline.summary()
         summary.update(llm_tokens=record.tokens, audio_out_ms=round(self.outbox.sent_ms(record.response_id), 1))
-        self._emit(EventKind.TURN_METRICS, turn_id=turn.turn_id, response_id=record.response_id,
-                   input="text" if turn.timeline.origin == "input_end" else "audio", **summary)
+        handle.event(EventKind.TURN_METRICS, response_id=record.response_id,
+                     input="text" if turn.timeline.origin == "input_end" else "audio", **summary)
         self.metrics.observe_turn(summary, "text" if turn.timeline.origin == "input_end" else "audio", status)
 
     def _interrupt(self, reason: str) -> None:
-        task, record = self._reply_task, self._reply_record
-        if task is None or task.done():
+        if self._current_reply is None or not self._current_reply.interrupt(reason):
             return
-        task.cancel()
-        if record is not None:  # a reply had started: silence it now, before anything else is sent
-            self.outbox.flush(record.response_id)
-            self._emit(EventKind.OUTPUT_AUDIO_CLEARED, response_id=record.response_id, reason=reason)
         if reason == "barge_in":
             self.metrics.interruptions.inc()
 
     async def _wait_reply_finished(self) -> None:
-        if self._reply_task is not None and not self._reply_task.done():
-            await asyncio.wait([self._reply_task])
+        if self._current_reply is not None and self._current_reply.running:
+            assert self._current_reply.task is not None
+            await asyncio.wait([self._current_reply.task])
 
     def _truncate(self, response_id: str, audio_end_ms: float) -> None:
         """The client says how much of a reply it played: rewrite that reply in the history."""
-        record = self._reply_record
+        record = self._current_reply.record if self._current_reply is not None else None
         if not isinstance(audio_end_ms, (int, float)) or not math.isfinite(audio_end_ms):
             # NaN would compare false everywhere and cut the whole reply from the history.
             return self.error("invalid_event", "audio_end_ms must be a finite number", event_type="conversation.item.truncate")

@@ -2,10 +2,6 @@
 
 import asyncio
 
-import pytest
-
-from voice_pipeline.speculation import transcripts_match
-
 from .fakes import make_settings, silence, speech
 from .test_session import Harness
 
@@ -62,20 +58,6 @@ async def test_speculation_can_be_switched_off():
     assert "speculation" not in metrics.data
     marks = metrics.data["marks_ms"]
     assert marks["llm_first_token"] >= marks["endpoint"]
-
-
-@pytest.mark.parametrize(
-    "a, b, same",
-    [
-        ("What is the capital of France?", "what is the capital of france", True),
-        ("  What's  the time? ", "what's the time", True),
-        ("What is the capital of France?", "What is the capital of Spain?", False),
-        ("book a flight", "book a flight to paris", False),
-        ("", "", True),
-    ],
-)
-def test_transcripts_match_on_words_only(a, b, same):
-    assert transcripts_match(a, b) is same
 
 
 class ScriptedEot:
