@@ -11,8 +11,8 @@ import asyncio
 import itertools
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -33,7 +33,8 @@ from .session_config import SessionConfig
 from .session_replies import SessionReplies
 from .settings import Settings
 from .transcriber import TurnTranscriber
-from .eot import LatestTextScorer
+from .eot import EndOfTurnScorer, LatestTextScorer
+from .user_turn import UserTurn
 from .turn import (
     BargeIn,
     EndOfTurn,
@@ -49,28 +50,24 @@ log = logging.getLogger("voice_pipeline.session")
 VAD_FRAME_MS = 32.0
 
 
+class VoiceActivity(Protocol):
+    """A stream's VAD: 16 kHz audio of any length in, one speech probability per 32 ms window out."""
+
+    def process(self, audio_16k: np.ndarray) -> list[float]: ...
+
+
 @dataclass
 class Engines:
     stt: SpeechToText | None  # None: switched off (capabilities.stt)
     llm: LanguageModel | None  # None: switched off (capabilities.llm)
     tts: TextToSpeech | None
-    make_vad: Callable[[], object]  # returns an object with process(audio_16k) -> list[float]
+    make_vad: Callable[[], VoiceActivity]  # one per session: it keeps the stream's state
     system_prompt: str
     vad_executor: Executor | None = None
     answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
-    eot: object | None = None  # an EndOfTurnScorer (voice_pipeline.eot); None: silence alone ends turns
+    eot: EndOfTurnScorer | None = None  # None: silence alone ends turns
     speculate: bool = True  # prepare replies during the endpoint wait (settings.vad.speculate, resolved)
     phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
-
-
-@dataclass
-class _Turn:
-    turn_id: str
-    start_ms: float
-    timeline: TurnTimeline = field(default_factory=TurnTimeline)
-    stt: TurnTranscriber | None = None
-    eot: LatestTextScorer | None = None
-    eot_scored: asyncio.Event = field(default_factory=asyncio.Event)  # this pause's text was scored
 
 
 @dataclass
@@ -96,7 +93,7 @@ class Session(SessionReplies):
         self._vad_pos_ms = 0.0
         self._last_frame = (0.0, 0.0)  # (arrival t, stream position ms at the frame's end)
         self._input_start_ms = 0.0  # with VAD off, the turn is everything since this position
-        self._turn: _Turn | None = None
+        self._turn: UserTurn | None = None
         self._ids = itertools.count(1)
         self._active_turn_id: str | None = None
         self._current_reply: ReplyHandle | None = None  # the live reply (or the last one)
@@ -288,8 +285,8 @@ class Session(SessionReplies):
         stt = turn.stt.final(end.speech_end_ms, self._history_audio.end_ms)
         self._start_reply_task(turn, self._voice_turn, turn, stt)
 
-    def _new_turn(self, start_ms: float) -> _Turn:
-        turn = _Turn(f"t{next(self._ids)}", start_ms)
+    def _new_turn(self, start_ms: float) -> UserTurn:
+        turn = UserTurn(f"t{next(self._ids)}", start_ms)
 
         def on_partial(text: str) -> None:
             if self._turn is turn:
@@ -308,7 +305,7 @@ class Session(SessionReplies):
         )
         return turn
 
-    def _score_end_of_turn(self, turn: _Turn, speech_end_ms: float) -> None:
+    def _score_end_of_turn(self, turn: UserTurn, speech_end_ms: float) -> None:
         """At a pause, score the pause's own transcript and hold the endpoint until it is scored.
 
         Partials are usually a second behind the speech, so their scores are not applied here;
@@ -329,7 +326,7 @@ class Session(SessionReplies):
 
         turn.stt.final(speech_end_ms, self._history_audio.end_ms).add_done_callback(score)
 
-    def _eot_hint(self, turn: _Turn, probability: float | None) -> None:
+    def _eot_hint(self, turn: UserTurn, probability: float | None) -> None:
         """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
         turn.eot_scored.set()
         if self._turn is turn and self._turns.state is UserState.PAUSED:
@@ -347,7 +344,7 @@ class Session(SessionReplies):
         if self._turn is not None:
             self._discard_speculation(self._turn)
         self._interrupt("new_input")
-        turn = _Turn(f"t{next(self._ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
+        turn = UserTurn(f"t{next(self._ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
         turn.timeline.mark("input_end", now())
         self._start_reply_task(turn, self._reply, turn, text)
 

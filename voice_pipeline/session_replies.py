@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING
 
 from .answer_flow import last_resort, produce
 from .answering import Answer
@@ -23,9 +22,7 @@ from .phrasebook import SORRY
 from .reply.handle import ReplyHandle
 from .responder import Reply, ReplyPlan, ReplyRecord
 from .routing.instant import InstantAction
-
-if TYPE_CHECKING:
-    from .session import _Turn
+from .user_turn import UserTurn
 
 log = logging.getLogger("voice_pipeline.session")
 
@@ -33,7 +30,7 @@ log = logging.getLogger("voice_pipeline.session")
 class SessionReplies:
     # -- speculative replies (a held ReplyHandle, see reply/lifecycle.py) ------------------------
 
-    def _maybe_speculate(self, turn: _Turn, speech_end_ms: float) -> None:
+    def _maybe_speculate(self, turn: UserTurn, speech_end_ms: float) -> None:
         busy = self._active_turn_id is not None or (self._current_reply is not None and self._current_reply.running)
         if not self.engines.speculate or busy or self._speculation is not None:
             return
@@ -42,10 +39,10 @@ class SessionReplies:
         spec.task = self._spawn(self._speculate(spec, turn, stt))
         self._speculation = spec
 
-    def _new_reply(self, turn: _Turn, held: bool) -> ReplyHandle:
+    def _new_reply(self, turn: UserTurn, held: bool) -> ReplyHandle:
         return ReplyHandle(self.session_id, turn.turn_id, self.outbox, self.conversation, held)
 
-    async def _speculate(self, spec: ReplyHandle, turn: _Turn, stt: asyncio.Task) -> None:
+    async def _speculate(self, spec: ReplyHandle, turn: UserTurn, stt: asyncio.Task) -> None:
         if turn.eot is not None:
             # The end-of-turn score decides when the turn is committed; on a small CPU it would be
             # slowed by the LLM and TTS of this very reply, so it goes first (briefly).
@@ -56,7 +53,7 @@ class SessionReplies:
                     await turn.eot_scored.wait()
         await self._voice_turn(spec, turn, stt)
 
-    def _commit_speculation(self, spec: ReplyHandle, turn: _Turn) -> None:
+    def _commit_speculation(self, spec: ReplyHandle, turn: UserTurn) -> None:
         """The turn ended as speculated: send what was held, in order, and release its audio."""
         self._speculation = None
         spec.commit()
@@ -66,7 +63,7 @@ class SessionReplies:
         self._turns.response_started()
         self._current_reply = spec
 
-    def _discard_speculation(self, turn: _Turn) -> None:
+    def _discard_speculation(self, turn: UserTurn) -> None:
         """The user went on (or the turn was dropped): throw the prepared reply away at once."""
         spec = self._speculation
         if spec is None or spec.turn_id != turn.turn_id:
@@ -81,7 +78,7 @@ class SessionReplies:
 
     # -- replies ------------------------------------------------------------------------------
 
-    def _start_reply_task(self, turn: _Turn, reply, *args) -> None:
+    def _start_reply_task(self, turn: UserTurn, reply, *args) -> None:
         """Run a turn's live reply, `reply(handle, *args)`, after the previous one has finished its
         bookkeeping (history)."""
         previous = self._current_reply.task if self._current_reply is not None else None
@@ -97,12 +94,12 @@ class SessionReplies:
             await asyncio.wait([previous])
         return await reply(*args)
 
-    def _release_turn(self, turn: _Turn) -> None:
+    def _release_turn(self, turn: UserTurn) -> None:
         if self._active_turn_id == turn.turn_id:
             self._active_turn_id = None
             self._turns.response_finished()
 
-    async def _voice_turn(self, handle: ReplyHandle, turn: _Turn, stt: asyncio.Task) -> None:
+    async def _voice_turn(self, handle: ReplyHandle, turn: UserTurn, stt: asyncio.Task) -> None:
         try:
             async with asyncio.timeout(self.settings.budgets.stt_final_ms / 1000.0):
                 transcript = await asyncio.shield(stt)
@@ -135,7 +132,7 @@ class SessionReplies:
             return Answer("small", "routing_off", llm=self.engines.llm)
         return self.engines.answerer.plan(user_text, self.conversation.last_reply())
 
-    async def _reply(self, handle: ReplyHandle, turn: _Turn, user_text: str | None, fixed: str | None = None) -> None:
+    async def _reply(self, handle: ReplyHandle, turn: UserTurn, user_text: str | None, fixed: str | None = None) -> None:
         """Reply to `user_text`, or speak `fixed` (a cascade answer for a turn that got no text)."""
         answer = self._answer_for(user_text, fixed)
         counters = turn.timeline.counters
@@ -221,7 +218,7 @@ class SessionReplies:
             self.metrics.escalations.inc()
             handle.emit(ServerEvent(EventKind.ESCALATION, self.session_id, data={"reason": "repeated_failures"}))
 
-    def _finish_reply(self, handle: ReplyHandle, turn: _Turn, record: ReplyRecord, status: str,
+    def _finish_reply(self, handle: ReplyHandle, turn: UserTurn, record: ReplyRecord, status: str,
                       reason: str | None) -> None:
         """The reply's bookkeeping: the only place a reply is written to the history."""
         self._release_turn(turn)
