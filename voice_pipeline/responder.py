@@ -68,10 +68,11 @@ class ReplyPlan:
 class Reply:
     def __init__(
         self,
-        session_id: str,
-        turn_id: str,
         record: ReplyRecord,
         timeline: TurnTimeline,
+        *,
+        session_id: str,
+        turn_id: str,
         llm: LanguageModel,
         tts: TextToSpeech | None,
         outbox: Outbox,

@@ -152,8 +152,9 @@ class SessionReplies:
             self._log_text("user", user_text)
         handle.open_audio(record, self.config.output_rate_hz)
         handle.event(EventKind.RESPONSE_CREATED, response_id=record.response_id)
-        reply = Reply(self.session_id, turn.turn_id, record, turn.timeline, answer.llm or self.engines.llm,
-                      self.engines.tts, self.outbox, self.config.output_rate_hz, handle.emit)
+        reply = Reply(record, turn.timeline, session_id=self.session_id, turn_id=turn.turn_id,
+                      llm=answer.llm or self.engines.llm, tts=self.engines.tts, outbox=self.outbox,
+                      output_rate_hz=self.config.output_rate_hz, emit=handle.emit)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
                          tts.stream_text)

@@ -22,7 +22,6 @@ class ServerSettings:
     max_text_frame_bytes: int = 64 * 1024
     start_timeout_s: float = 10.0  # a /v1/realtime socket without session.start by then is closed
     audio_in_queue_frames: int = 200  # ~4 s of 20 ms frames; oldest dropped beyond
-    audio_out_queue_chunks: int = 64
     log_level: str = "INFO"
     log_transcripts: bool = False  # privacy: what users said/heard is never logged unless set
     # Security (docs/security.md). Secrets are kept out of repr() so they never reach a log.

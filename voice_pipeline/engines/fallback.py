@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Mapping, Sequence
 
 from ..errors import EngineError
+from ..phrasebook import CUT
 from ..routing.breaker import CircuitBreaker
 from .base import ChatMessage, LanguageModel
 
-DEFAULT_CUT_NOTICE = "Sorry, I lost my connection there."
+DEFAULT_CUT_NOTICE = CUT  # the phrasebook pre-synthesizes it: spoken from cache, like the apology
 
 
 class Outcome(str, enum.Enum):

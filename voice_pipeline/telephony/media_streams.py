@@ -17,9 +17,9 @@ from typing import Any, Protocol
 from collections.abc import Mapping
 
 from voice_pipeline.errors import ProtocolError
+from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ
 
 MULAW_ENCODINGS = frozenset({"audio/x-mulaw", "PCMU"})
-PHONE_RATE_HZ = 8_000
 
 
 @dataclass(frozen=True)
