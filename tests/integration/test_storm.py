@@ -15,7 +15,7 @@ import pytest
 from voice_pipeline.settings import BudgetSettings
 
 from .conftest import RunningServer, start_server, stop_server
-from .storm_client import SPOKEN_QUESTIONS, StormPlan, ask_once, run_storm, speak
+from .storm_client import QUESTIONS, SPOKEN_QUESTIONS, StormPlan, ask_once, run_storm, speak
 
 pytestmark = pytest.mark.integration
 STORM_S = float(os.environ.get("VPTEST_STORM_S", "60"))  # the storm proper (the whole test: about 90 s)
@@ -124,3 +124,8 @@ async def test_server_survives_a_storm_of_cancels_resets_and_hang_ups(storm_serv
     assert fds <= baseline[1], f"{fds} open fds after the storm, {baseline[1]} before"
     done = await ask_once(server.ws, "Tell me about the moon.")
     assert done is not None and done["status"] == "completed" and done["text"].strip(), done
+    # Privacy: at the default log level nothing the users said or heard reaches the log.
+    log_text = server.log_path.read_text().lower()
+    for said in [*QUESTIONS, *SPOKEN_QUESTIONS, done["text"]]:
+        if len(said.split()) >= 3:  # a phrase long enough not to occur in a log line by chance
+            assert said.lower().strip(" .?!") not in log_text, f"the server log holds {said!r}"
