@@ -86,8 +86,8 @@ class PipelineServer:
         return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def ready(self, _request: web.Request) -> web.Response:
-        if self.engines is None:
-            return web.json_response({"ready": False}, status=503)
+        if self.engines is None or self.host.draining:  # a load balancer stops sending here
+            return web.json_response({"ready": False, "draining": self.host.draining}, status=503)
         worker = {"restarts": self.worker.restarts, "last_exit": self.worker.last_exit}
         return web.json_response({"ready": True, "sessions": len(self.sessions), "cold_start": self.cold_start,
                                   "worker": worker})
@@ -104,8 +104,8 @@ class PipelineServer:
         await ws.prepare(request)
         code = self.host.refusal()
         if code is not None:
-            message = "models are still loading" if code == "not_ready" else (
-                f"the server is at its limit of {self.settings.server.max_sessions} sessions")
+            message = {"not_ready": "models are still loading", "server_draining": "the server is stopping"}.get(
+                code, f"the server is at its limit of {self.settings.server.max_sessions} sessions")
             await self._refuse(ws, code, message, close_code=1013)
             return ws
         async with self.host.session("s", lambda _session: WebSocketSink(ws)) as (session, runner):
@@ -197,6 +197,10 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
         loop.add_signal_handler(signal.SIGUSR1, log_tasks)  # `kill -USR1 PID`: where is everything waiting?
     try:
         await stop.wait()
+        timeout_s = settings.server.drain_timeout_s
+        log.info("stopping: new sessions refused, finishing turns in progress (at most %g s)", timeout_s)
+        if busy := await server.host.drain(timeout_s):
+            log.warning("stopping with %d session(s) still mid-turn after %g s", busy, timeout_s)
     finally:
         await server.telephony.stop()
         await runner.cleanup()

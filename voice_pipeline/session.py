@@ -136,6 +136,12 @@ class Session(SessionReplies):
             self.metrics.audio_in_dropped.inc()
 
     @property
+    def busy(self) -> bool:
+        """In the middle of something a stop should not cut: the user speaking, or a reply running."""
+        running = self._current_reply is not None and self._current_reply.running
+        return self._turn is not None or running or (self._speculation is not None and self._speculation.running)
+
+    @property
     def max_audio_frame_bytes(self) -> int:
         return self.config.input_rate_hz * 2 // 10
 

@@ -3,7 +3,8 @@
 The browser socket, the media streams and SIP all get their sessions here: `refusal()` says
 whether one more fits (`not_ready` while the models load, `server_busy` at `max_sessions`), and
 `async with host.session(prefix, make_sink)` registers a Session, runs it on its sink, and on
-leaving the block cancels it, waits for it, and unregisters it. A session that died of a bug is
+leaving the block cancels it, waits for it, and unregisters it. `drain()` (on SIGTERM) refuses
+new sessions (`server_draining`) and waits for the turns and replies in progress to finish. A session that died of a bug is
 counted (`internal_error`) and logged by type; nothing a transport does can leave one behind.
 """
 
@@ -30,16 +31,29 @@ class SessionHost:
         self.settings, self.metrics = settings, metrics
         self.engines = engines  # None until the models are loaded: every session is refused
         self.sessions: dict[str, Session] = {}
+        self.draining = False  # stopping: no new sessions, replies in progress are finished
         self._numbers = itertools.count(1)
 
     def refusal(self, reserved: int = 0) -> str | None:
         """Why one more session cannot start now (an error code), or None. `reserved`: places
         promised to sessions not registered yet (SIP calls being answered)."""
+        if self.draining:
+            return "server_draining"
         if self.engines is None:
             return "not_ready"
         if len(self.sessions) + reserved >= self.settings.server.max_sessions:
             return "server_busy"
         return None
+
+    async def drain(self, timeout_s: float) -> int:
+        """Refuse new sessions and wait (at most `timeout_s`) until no session is in the middle of a
+        turn or a reply; returns how many still were when the time ran out."""
+        self.draining = True
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (busy := sum(session.busy for session in self.sessions.values())) and (
+                asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(0.05)
+        return busy
 
     @asynccontextmanager
     async def session(self, prefix: str, make_sink: Callable[[Session], Sink],

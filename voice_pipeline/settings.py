@@ -34,6 +34,7 @@ class ServerSettings:
     telnyx_public_key: str = ""  # base64 ed25519 key: verifies Telnyx's signature on /v1/telnyx
     telnyx_max_age_s: int = 300  # Telnyx timestamps further from now than this are refused
     supervise: bool = True  # `serve` runs the server in a worker process, started again if it crashes
+    drain_timeout_s: float = 20.0  # on SIGTERM: the longest wait for turns and replies in progress
 
 
 @dataclass

@@ -38,7 +38,7 @@ NOT_READY_RETRY_AFTER_S = 10  # 503 while the models load: callers may try again
 def sip_admission(host: SessionHost, answering: int) -> Rejection | None:
     """Whether one more SIP call fits, counting the `answering` calls admitted whose session has not started."""
     code = host.refusal(reserved=answering)  # calls being answered hold their place: a burst cannot overbook
-    if code == "not_ready":
+    if code in ("not_ready", "server_draining"):  # this server, not the line, is unavailable: try again
         return Rejection(503, "Service Unavailable", code=code, retry_after_s=NOT_READY_RETRY_AFTER_S)
     return None if code is None else Rejection(486, "Busy Here", code=code)
 
