@@ -251,14 +251,27 @@ class SessionReplies:
             await asyncio.wait([self._current_reply.task])
 
     def _truncate(self, response_id: str, audio_end_ms: float) -> None:
-        """The client says how much of a reply it played: rewrite that reply in the history."""
-        record = self._current_reply.record if self._current_reply is not None else None
+        """The client says how much of a reply it played (conversation.item.truncate)."""
         if not isinstance(audio_end_ms, (int, float)) or not math.isfinite(audio_end_ms):
             # NaN would compare false everywhere and cut the whole reply from the history.
             return self.error("invalid_event", "audio_end_ms must be a finite number", event_type="conversation.item.truncate")
-        if record is None or record.response_id != response_id:
+        if not self._keep_heard(response_id, audio_end_ms):
             return self.error("invalid_event", f"no reply {response_id!r} to truncate", event_type="conversation.item.truncate")
-        self.conversation.set_reply(record.played_text(max(0.0, float(audio_end_ms))))
+
+    def playback_finished(self, response_id: str, heard_ms: float, interrupted: bool) -> None:
+        """A sink that knows what its far end played (a phone line) reports the end of a reply's
+        playback, after the reply's response.done: an interrupted reply stays in the history only
+        as far as it was heard."""
+        if interrupted and math.isfinite(heard_ms) and not self._keep_heard(response_id, heard_ms):
+            log.info("session %s: playback report for %s, which is no longer the last reply", self.session_id, response_id)
+
+    def _keep_heard(self, response_id: str, heard_ms: float) -> bool:
+        """Rewrite the last reply in the history to the words heard in its first `heard_ms`."""
+        record = self._current_reply.record if self._current_reply is not None else None
+        if record is None or record.response_id != response_id:
+            return False
+        self.conversation.set_reply(record.played_text(max(0.0, float(heard_ms))))
+        return True
 
     def _on_first_audio(self, response_id: str, t: float) -> None:
         timeline = self._reply_timelines.pop(response_id, None)

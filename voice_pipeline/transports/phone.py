@@ -4,7 +4,8 @@ Each call's Session comes from the SessionHost (session_host.py), like the brows
 
 A phone shows no text. Of the session's events a line needs the reply audio (start, frames, end),
 `output_audio_buffer.cleared` (barge-in: silence the far end at once and learn what the caller
-heard), `response.done` (then the session's history is cut to what was heard), the turn metrics
+heard), `response.done` (then the sink reports the playback to the session, which keeps only the
+words heard in its history), the turn metrics
 (logged without transcripts; the session already counts them in /metrics) and errors (logged).
 """
 
@@ -17,7 +18,6 @@ from typing import Protocol
 import numpy as np
 
 from voice_pipeline.audio import PIPELINE_RATE_HZ
-from voice_pipeline.commands_in import TruncateReply
 from voice_pipeline.events import AudioChunk, EventKind, ServerEvent
 from voice_pipeline.session import Session
 from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ
@@ -67,7 +67,7 @@ class PhoneSink:
             case EventKind.OUTPUT_AUDIO_CLEARED:
                 self._heard_ms[event.response_id or ""] = await self.line.reply_cleared(event.response_id or "")
             case EventKind.RESPONSE_DONE:
-                await self._truncate(event.response_id or "")
+                self._report_playback(event.response_id or "")
             case EventKind.TURN_METRICS:
                 log_turn_metrics(self.label, event)
             case EventKind.ESCALATION:
@@ -76,11 +76,11 @@ class PhoneSink:
             case EventKind.ERROR:
                 log.info("call %s: session error %s", self.label, event.data.get("error", {}).get("code"))
 
-    async def _truncate(self, response_id: str) -> None:
-        """After a cleared reply has finished, the history keeps only what the caller heard."""
+    def _report_playback(self, response_id: str) -> None:
+        """A cleared reply has finished: tell the session how much of it the caller heard."""
         heard_ms = self._heard_ms.pop(response_id, None)
         if heard_ms is not None:
-            await self.session.handle(TruncateReply(response_id, heard_ms))
+            self.session.playback_finished(response_id, heard_ms, interrupted=True)
 
 
 class PhoneCall(Protocol):
