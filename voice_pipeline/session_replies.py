@@ -3,7 +3,7 @@
 A mixin of `Session` (split out to keep each file to one idea): it uses the session's outbox,
 conversation, turn-taking machine, engines, settings and metrics, set up in `Session.__init__`.
 Each reply is a `ReplyHandle` (reply/handle.py): the held speculation is `_speculation`, the live
-reply `_reply`. The reply path emits through its handle, which decides whether an event is sent,
+reply `_current_reply`. The reply path emits through its handle, which decides whether an event is sent,
 held or dropped; only a reply that speaks writes the history and is counted.
 """
 
