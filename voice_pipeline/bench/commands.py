@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     bench.add_argument("--baseline-items", type=int, help="items each baseline plays (default 8; 2 with --quick)")
     bench.add_argument("--items", type=int, help="play only the first N corpus items (default: all; --quick: its own 4)")
     bench.add_argument("--corpus", help="corpus definition (default bench/corpus/v1.json)")
+    bench.add_argument("--peers", help="compare other frameworks on the same items and models instead of the "
+                                       "usual run: comma-separated, e.g. pipecat (each installed on demand into "
+                                       "its own venv under the bench's cache; see docs/benchmarks.md)")
     bench.set_defaults(run=_bench)
 
     final = evals.add_parser("final-pass", help="cost and WER of the ways to run the final STT pass")
@@ -49,6 +52,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .systems import SYSTEMS
 
     logging.basicConfig(level=logging.WARNING)
+    if args.peers:
+        return _peers(args)
     out = Path(args.out)
     overrides = {"limit_ms": args.limit_ms, "log_dir": str(out / "logs")}
     if args.max_concurrency:
@@ -76,6 +81,31 @@ def _bench(args: argparse.Namespace) -> int:
         publish(out, report, command)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return 0 if report["summary"]["pipeline"]["status"].get("ok") else 1
+
+
+def _peers(args: argparse.Namespace) -> int:
+    from .peers.report import publish as publish_peers
+    from .peers.report import write_peers_report
+    from .peers.run import PeerRunConfig, all_ok, run_peers, unknown_peers
+
+    peers = tuple(p for p in args.peers.split(",") if p)
+    if unknown := unknown_peers(peers):
+        print(f"bench: unknown peers {unknown}; known: pipecat, livekit", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    overrides = {"peers": peers, "log_dir": str(out / "logs")}
+    if args.corpus:
+        overrides["corpus_path"] = args.corpus
+    if args.items:
+        overrides["max_items"] = args.items
+    config = PeerRunConfig.quick_config(**overrides) if args.quick else PeerRunConfig(**overrides)
+    report = asyncio.run(run_peers(config, progress=lambda line: print(line, file=sys.stderr, flush=True)))
+    command = "voice-pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    paths = write_peers_report(report, out, command)
+    if args.docs:
+        publish_peers(out, report, REPO_ROOT)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    return 0 if all_ok(report) else 1
 
 
 def _final_pass(args: argparse.Namespace) -> int:

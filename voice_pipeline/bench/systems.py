@@ -113,6 +113,8 @@ SYSTEMS: dict[str, SystemSpec] = {
     spec.name: spec
     for spec in (
         _server("pipeline", "this pipeline, every streaming stage on (the default settings)", {}),
+        _server("pipeline_base_llm", "this pipeline with SmolLM2 as shipped (no voice LoRA), as the peers' base line",
+                {"VP_LLM_VARIANT": "base"}),
         _server("no_early_final", "STT final pass starts at the endpoint, not at the start of silence",
                 {"VP_STT_EARLY_FINAL": "false"}),
         _server("no_partials", "no partial transcripts while the user speaks", {"VP_STT_PARTIALS": "false"}),
@@ -150,3 +152,13 @@ def register_system(spec: SystemSpec) -> None:
 def server_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment (VP_* settings included) with the system's overrides on top."""
     return {**os.environ, "VP_SERVER_LOG_LEVEL": "WARNING", **extra}
+
+
+def _register_peers() -> None:
+    from .peers import peer_specs  # imports this module's names, all defined by now
+
+    for spec in peer_specs():
+        register_system(spec)
+
+
+_register_peers()
