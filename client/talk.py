@@ -89,8 +89,8 @@ async def in_process_server(config: str | None = None):
     """Load the pipeline in this process and serve it on a free loopback port."""
     from aiohttp import web
 
-    from voice_pipeline.server import PipelineServer
-    from voice_pipeline.settings import Settings
+    from voice_pipeline.app.server import PipelineServer
+    from voice_pipeline.app.settings import Settings
 
     server = PipelineServer(Settings.load(config))
     await server.load()

@@ -12,8 +12,8 @@ import statistics
 import time
 from pathlib import Path
 
-from .cli import train_targets
-from .eot import (
+from voice_pipeline.app.cli import train_targets
+from voice_pipeline.session.end_of_turn import (
     CALIBRATION_PATH,
     DATA_VERSION,
     EOT_DIR,
@@ -21,7 +21,7 @@ from .eot import (
     LlamaEndLogProb,
     normalize,
 )
-from .turn import TurnConfig, TurnTaking
+from voice_pipeline.session.turn import TurnConfig, TurnTaking
 
 EVAL_PATH = EOT_DIR / "EVAL.json"
 THRESHOLD = 0.5  # above it the hint shortens the endpoint silence, below it lengthens it

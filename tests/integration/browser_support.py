@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def server_command(port: int) -> list[str]:
     script = Path(sys.executable).with_name("voice-pipeline")
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "voice_pipeline.cli"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "voice_pipeline.app.cli"]
     return [*base, "serve", "--host", "127.0.0.1", "--port", str(port)]
 
 

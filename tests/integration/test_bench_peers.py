@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 def report_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("peers")
     done = subprocess.run(
-        [sys.executable, "-m", "voice_pipeline.cli", "bench", "--peers", "pipecat", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "voice_pipeline.app.cli", "bench", "--peers", "pipecat", "--quick", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]

@@ -20,7 +20,7 @@ SUMMARY_KEYS = {"p50", "p95", "p99", "min", "max", "count"}
 def report_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
-        [sys.executable, "-m", "voice_pipeline.cli", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "voice_pipeline.app.cli", "bench", "--quick", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voice_pipeline.eot import EndOfTurnScorer, LlamaEndLogProb
+from voice_pipeline.session.end_of_turn import EndOfTurnScorer, LlamaEndLogProb
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_eval_eot_json_reports_the_heldout_figures_and_latency():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "voice_pipeline.cli", "eval", "eot", "--json"],
+    out = subprocess.run([sys.executable, "-m", "voice_pipeline.app.cli", "eval", "eot", "--json"],
                          capture_output=True, text=True, check=True, timeout=300).stdout
     report = json.loads(out)
     assert list(report) == ["data_version", "calibration", "heldout", "endpoint_wait", "latency", "command"]

@@ -65,7 +65,7 @@ def test_adapter_changes_the_reply():
 
 def test_ask_json_has_the_reply_and_its_timings():
     out = subprocess.run(
-        [sys.executable, "-m", "voice_pipeline.cli", "ask", "What is the capital of France?", "--model", "tuned", "--json"],
+        [sys.executable, "-m", "voice_pipeline.app.cli", "ask", "What is the capital of France?", "--model", "tuned", "--json"],
         capture_output=True, text=True, check=True, timeout=240,
     ).stdout
     answer = json.loads(out)

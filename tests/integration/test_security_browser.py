@@ -9,8 +9,8 @@ import socket
 import pytest
 from aiohttp import web
 
+from voice_pipeline.app.settings import ServerSettings
 from voice_pipeline.security.gate import Gate
-from voice_pipeline.settings import ServerSettings
 
 from .browser_support import CHROMIUM, REPO_ROOT, ScriptedServer, chromium_args, chromium_missing_reason, wait_until
 

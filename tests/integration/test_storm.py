@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from voice_pipeline.settings import BudgetSettings
+from voice_pipeline.app.settings import BudgetSettings
 
 from .conftest import RunningServer, start_server, stop_server
 from .storm_client import QUESTIONS, SPOKEN_QUESTIONS, StormPlan, ask_once, run_storm, speak

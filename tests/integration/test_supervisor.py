@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from voice_pipeline.supervisor import Supervisor, describe_exit
+from voice_pipeline.app.supervisor import Supervisor, describe_exit
 from voice_pipeline_client.realtime import RealtimeClient
 
 from .conftest import VOICE_PIPELINE, start_server, stop_server
@@ -79,7 +79,7 @@ def test_supervisor_restarts_a_worker_that_died_after_ready():
     for the SIGTERM the supervisor passes on."""
     script = (
         "import os, signal, time\n"
-        "from voice_pipeline.supervisor import signal_ready\n"
+        "from voice_pipeline.app.supervisor import signal_ready\n"
         "signal_ready()\n"
         "if os.environ['VOICE_PIPELINE_WORKER_RESTARTS'] == '0':\n"
         "    os.kill(os.getpid(), signal.SIGSEGV)\n"

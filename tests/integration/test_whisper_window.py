@@ -8,10 +8,10 @@ import asyncio
 import numpy as np
 import pytest
 
+from voice_pipeline.app.settings import SttSettings
 from voice_pipeline.audio import read_wav, resample
 from voice_pipeline.bench.stats import normalize_text
 from voice_pipeline.engines.whisper import WhisperStt
-from voice_pipeline.settings import SttSettings
 
 QUESTIONS = ["What is the capital of France?", "What should I cook for dinner tonight?"]
 

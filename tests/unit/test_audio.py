@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from voice_pipeline.audio import StreamingResampler, float_to_pcm16, pcm16_to_float, read_wav, resample, write_wav
-from voice_pipeline.audio_history import AudioHistory
-from voice_pipeline.bounded import DropOldestQueue
+from voice_pipeline.session.audio_history import AudioHistory
+from voice_pipeline.session.bounded import DropOldestQueue
 
 
 def sine(hz, rate, seconds=0.5, amplitude=0.5):

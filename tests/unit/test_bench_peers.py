@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voice_pipeline.app.settings import Settings
 from voice_pipeline.bench.peers import PEER_GROUPS, PIPECAT_LINES, make_peer
 from voice_pipeline.bench.peers.llm_server import BASE_ALIAS, LORA_ALIAS, model_config
 from voice_pipeline.bench.peers.pipecat_system import DRIVER, Heard, score
@@ -16,7 +17,6 @@ from voice_pipeline.bench.peers.run import summarize_system
 from voice_pipeline.bench.peers.venv import PIPECAT, PeerRequirements
 from voice_pipeline.bench.systems import SYSTEMS, BenchOptions, TurnSample
 from voice_pipeline.engines.registry import VOICE_LORA_PATH, piper_voice, smollm2_gguf, whisper_model_dir
-from voice_pipeline.settings import Settings
 
 LOUD = (np.sin(np.arange(22_050) / 5.0) * 8000).astype("<i2").tobytes()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from voice_pipeline.chunker import SpeakableChunker, clean_for_speech
+from voice_pipeline.reply.chunker import SpeakableChunker, clean_for_speech
 
 
 def run(text, by=" ", **kwargs):

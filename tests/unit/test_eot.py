@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from voice_pipeline.eot import (
+from voice_pipeline.session.end_of_turn import (
     NEUTRAL_PROBABILITY,
     Calibration,
     EndOfTurnScorer,
@@ -17,13 +17,8 @@ from voice_pipeline.eot import (
     common_prefix_len,
     normalize,
 )
-from voice_pipeline.eot_commands import (
-    classification,
-    endpoint_wait,
-    fit_logistic,
-    score_rows,
-)
-from voice_pipeline.turn import TurnConfig
+from voice_pipeline.eot_commands import classification, endpoint_wait, fit_logistic, score_rows
+from voice_pipeline.session.turn import TurnConfig
 
 
 class FakeEndLogProb:

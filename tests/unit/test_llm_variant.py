@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from voice_pipeline.app.settings import Settings
 from voice_pipeline.engines.llama_cpp import voice_lora_path
 from voice_pipeline.errors import ConfigError
-from voice_pipeline.settings import Settings
 
 
 def test_tuned_is_the_default_and_base_has_no_adapter():

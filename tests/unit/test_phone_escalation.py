@@ -1,6 +1,6 @@
 """The cascade's escalation event reaches a phone call as a transfer request."""
 
-from voice_pipeline.events import EventKind, ServerEvent
+from voice_pipeline.protocol.events import EventKind, ServerEvent
 from voice_pipeline.transports.phone import PhoneSink
 
 

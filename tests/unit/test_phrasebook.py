@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from voice_pipeline.phrasebook import Phrasebook
+from voice_pipeline.reply.phrasebook import Phrasebook
 
 from .fakes import FakeTts
 

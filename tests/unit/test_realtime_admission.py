@@ -9,7 +9,7 @@ import socket
 import aiohttp
 from aiohttp import web
 
-from voice_pipeline.server import PipelineServer
+from voice_pipeline.app.server import PipelineServer
 
 from .fakes import fake_engines, make_settings
 

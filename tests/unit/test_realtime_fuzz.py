@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 from aiohttp import WSMsgType
 
-from voice_pipeline import commands_in as cmd
+from voice_pipeline.app.server import PipelineServer
 from voice_pipeline.errors import ProtocolError
-from voice_pipeline.server import PipelineServer
-from voice_pipeline.transports.realtime_json import AppendAudio, decode_text
+from voice_pipeline.protocol import commands as cmd
+from voice_pipeline.protocol.json_codec import AppendAudio, decode_text
 
 from .fakes import fake_engines, make_settings
 from .test_session import Harness

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from voice_pipeline import commands_in as cmd
 from voice_pipeline.errors import ProtocolError
-from voice_pipeline.events import EventKind, ServerEvent
-from voice_pipeline.transports.realtime_json import AppendAudio, decode_text, encode_event
+from voice_pipeline.protocol import commands as cmd
+from voice_pipeline.protocol.events import EventKind, ServerEvent
+from voice_pipeline.protocol.json_codec import AppendAudio, decode_text, encode_event
 
 
 @pytest.mark.parametrize(

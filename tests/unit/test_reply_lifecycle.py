@@ -7,12 +7,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from voice_pipeline.conversation import Conversation
-from voice_pipeline.events import EventKind, ServerEvent
-from voice_pipeline.outbox import Outbox
+from voice_pipeline.protocol.events import EventKind, ServerEvent
 from voice_pipeline.reply.handle import ReplyHandle
 from voice_pipeline.reply.lifecycle import Delivery, ReplyLifecycle, ReplyState
-from voice_pipeline.responder import ReplyRecord
+from voice_pipeline.reply.speaking import ReplyRecord
+from voice_pipeline.session.conversation import Conversation
+from voice_pipeline.session.outbox import Outbox
 
 
 def test_a_held_reply_holds_then_sends_once_committed():

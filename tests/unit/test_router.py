@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from voice_pipeline import cli
+from voice_pipeline.app import cli
 from voice_pipeline.routing import Route, Router
 from voice_pipeline.routing.features import featurize, normalize
 from voice_pipeline.routing.model import EVAL_PATH

@@ -9,10 +9,14 @@ import pytest
 from voice_pipeline.security.exposure import startup_problems
 from voice_pipeline.security.frames import FrameMaskCheck
 from voice_pipeline.security.origins import binds_beyond_loopback, normalize_origin, origin_allowed
-from voice_pipeline.security.signatures import (telnyx_key_problem, telnyx_signature_valid, twilio_signature,
-                                                twilio_signature_valid)
+from voice_pipeline.security.signatures import (
+    telnyx_key_problem,
+    telnyx_signature_valid,
+    twilio_signature,
+    twilio_signature_valid,
+)
+from voice_pipeline.app.settings import ServerSettings
 from voice_pipeline.security.tokens import COOKIE, SESSION, TokenSigner, bearer_token, tokens_equal
-from voice_pipeline.settings import ServerSettings
 
 TOKEN = "a-long-enough-test-token-0123456789"
 

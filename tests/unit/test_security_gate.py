@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from voice_pipeline.app.server import PipelineServer
+from voice_pipeline.app.settings import ServerSettings, Settings
 from voice_pipeline.security.gate import Gate
 from voice_pipeline.security.signatures import twilio_signature
-from voice_pipeline.server import PipelineServer
-from voice_pipeline.settings import ServerSettings, Settings
 
 TOKEN = "gate-test-token-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

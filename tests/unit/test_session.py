@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from voice_pipeline import commands_in as cmd
 from voice_pipeline.audio import float_to_pcm16
 from voice_pipeline.metrics import MARKS, PipelineMetrics
-from voice_pipeline.session import Session
+from voice_pipeline.protocol import commands as cmd
+from voice_pipeline.session.session import Session
 
 from .fakes import FakeLlm, FakeStt, RecordingSink, fake_engines, silence, speech, make_settings
 
@@ -272,7 +272,7 @@ async def test_tts_off_gives_text_only_replies():
 
 
 async def test_llm_failing_before_any_text_gives_the_apology_then_escalates():
-    from voice_pipeline.phrasebook import SORRY
+    from voice_pipeline.reply.phrasebook import SORRY
 
     llm = FakeLlm(fail_after=0)
     settings = make_settings()
@@ -291,8 +291,8 @@ async def test_llm_failing_before_any_text_gives_the_apology_then_escalates():
 
 
 async def test_routed_turns_use_templates_without_the_model():
-    from voice_pipeline.answering import Answerer
     from voice_pipeline.engines.fallback import FallbackLLM
+    from voice_pipeline.reply.answer import Answerer
 
     llm = FakeLlm()
     engines = fake_engines(llm=llm)
@@ -309,7 +309,7 @@ async def test_routed_turns_use_templates_without_the_model():
 
 
 async def test_stop_says_nothing_and_opens_no_reply():
-    from voice_pipeline.answering import Answerer
+    from voice_pipeline.reply.answer import Answerer
 
     engines = fake_engines()
     engines.answerer = Answerer(router=None, small=engines.llm)
@@ -321,7 +321,7 @@ async def test_stop_says_nothing_and_opens_no_reply():
 
 
 async def test_stt_over_budget_falls_back_to_the_apology():
-    from voice_pipeline.phrasebook import SORRY
+    from voice_pipeline.reply.phrasebook import SORRY
 
     class SlowStt(FakeStt):
         async def transcribe(self, audio_16k, *, final):
@@ -340,7 +340,7 @@ async def test_stt_over_budget_falls_back_to_the_apology():
 
 
 async def test_stt_switched_off_asks_for_text():
-    from voice_pipeline.phrasebook import STT_OFF
+    from voice_pipeline.reply.phrasebook import STT_OFF
 
     settings = make_settings()
     settings.capabilities.stt = False
@@ -354,7 +354,7 @@ async def test_stt_switched_off_asks_for_text():
 async def test_a_slow_first_audio_gets_the_cached_filler_meanwhile():
     import numpy as np
 
-    from voice_pipeline.phrasebook import FILLER, Phrasebook
+    from voice_pipeline.reply.phrasebook import FILLER, Phrasebook
 
     llm = FakeLlm(hold_after=0)  # the model says nothing until released
     settings = make_settings()

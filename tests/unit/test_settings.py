@@ -2,8 +2,8 @@
 
 import pytest
 
+from voice_pipeline.app.settings import Settings
 from voice_pipeline.errors import ConfigError
-from voice_pipeline.settings import Settings
 
 
 def test_file_then_environment(tmp_path):
@@ -35,13 +35,13 @@ def test_bad_settings_are_named(environ):
 @pytest.mark.parametrize("value, measured, on", [("auto", True, True), ("auto", False, False), ("on", False, True),
                                             ("false", True, False), ("1", False, True)])
 def test_auto_switches_follow_the_measurement_unless_forced(value, measured, on):
-    from voice_pipeline.settings import switch_on
+    from voice_pipeline.app.settings import switch_on
 
     assert switch_on(value, measured) is on
 
 
 def test_a_bad_switch_is_named():
-    from voice_pipeline.settings import switch_on
+    from voice_pipeline.app.settings import switch_on
 
     with pytest.raises(ConfigError, match="maybe"):
         switch_on("maybe", False)

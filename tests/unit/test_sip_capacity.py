@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiosipua import SipResponse
 
 from tests.unit.test_sip import OFFER, Harness, SipCall, _request, _settle
+from voice_pipeline.app.host import SessionHost
+from voice_pipeline.app.settings import Settings
 from voice_pipeline.metrics import PipelineMetrics
-from voice_pipeline.session_host import SessionHost
-from voice_pipeline.settings import Settings
 from voice_pipeline.transports.sip import NOT_READY_RETRY_AFTER_S, sip_admission
 
 

@@ -9,7 +9,7 @@ import pytest
 from aiosipua import SipResponse
 
 from tests.unit.test_sip import CALLER, OFFER, Harness, _request, _settle
-from voice_pipeline.settings import Settings, TelephonySettings
+from voice_pipeline.app.settings import Settings, TelephonySettings
 from voice_pipeline.telephony.sip import PeerFilter
 from voice_pipeline.telephony.sip.peers import bound_to_loopback
 from voice_pipeline.transports.sip import SipService

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from voice_pipeline.engines.loader import stt_within_window
+from voice_pipeline.app.compose import stt_within_window
 
 
 class TimedStt:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from aiohttp import WSMsgType
 
-from voice_pipeline.events import EventKind, ServerEvent
+from voice_pipeline.app.host import SessionHost
 from voice_pipeline.metrics import PipelineMetrics
-from voice_pipeline.session_host import SessionHost
+from voice_pipeline.protocol.events import EventKind, ServerEvent
 from voice_pipeline.telephony.mulaw import float_to_mulaw
 from voice_pipeline.transports.media_stream import MediaStreamHandler
 from voice_pipeline.transports.phone import on_dtmf

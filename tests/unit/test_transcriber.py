@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from voice_pipeline.engines.base import Transcript
-from voice_pipeline.transcriber import TurnTranscriber
+from voice_pipeline.session.transcription import TurnTranscriber
 
 
 class GatedStt:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from voice_pipeline.turn import (
+from voice_pipeline.session.turn import (
     BargeIn,
     EndOfTurn,
     SilenceStarted,

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from voice_pipeline.finetune import data
-from voice_pipeline.spoken_numbers import say_decimal, say_number
 from voice_pipeline.finetune.templated import normalize_prompt
+from voice_pipeline.spoken_numbers import say_decimal, say_number
 
 SPLITS = {name: data.load(name) for name in ("train", "heldout")}
 

@@ -8,7 +8,7 @@ import sys
 
 def test_finetune_commands_import_without_torch():
     code = (
-        "import sys; import voice_pipeline.cli as cli; cli.build_parser(); "
+        "import sys; import voice_pipeline.app.cli as cli; cli.build_parser(); "
         "import voice_pipeline.finetune.evaluate, voice_pipeline.finetune.ask, voice_pipeline.finetune.export; "
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules); print(heavy)"
     )
@@ -17,7 +17,7 @@ def test_finetune_commands_import_without_torch():
 
 
 def test_cli_registers_the_finetune_commands():
-    from voice_pipeline.cli import build_parser
+    from voice_pipeline.app.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["eval", "llm", "--fast", "--json"]).fast

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
 def _bench(args: argparse.Namespace) -> int:
     import logging
 
-    from .report import write_report
-    from .runner import RunConfig, run_benchmark
-    from .systems import SYSTEMS
+    from voice_pipeline.bench.report import write_report
+    from voice_pipeline.bench.runner import RunConfig, run_benchmark
+    from voice_pipeline.bench.systems import SYSTEMS
 
     logging.basicConfig(level=logging.WARNING)
     if args.peers:
@@ -84,9 +84,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _peers(args: argparse.Namespace) -> int:
-    from .peers.report import publish as publish_peers
-    from .peers.report import write_peers_report
-    from .peers.run import PeerRunConfig, all_ok, run_peers, unknown_peers
+    from voice_pipeline.bench.peers.report import publish as publish_peers
+    from voice_pipeline.bench.peers.report import write_peers_report
+    from voice_pipeline.bench.peers.run import PeerRunConfig, all_ok, run_peers, unknown_peers
 
     peers = tuple(p for p in args.peers.split(",") if p)
     if unknown := unknown_peers(peers):
@@ -111,7 +111,7 @@ def _peers(args: argparse.Namespace) -> int:
 def _final_pass(args: argparse.Namespace) -> int:
     import json
 
-    from .final_pass import evaluate, table
+    from voice_pipeline.bench.final_pass import evaluate, table
 
     report = evaluate(args.model, args.threads, args.repeats, args.margin_s, args.partial_lead_ms, max_items=args.items)
     print(json.dumps(report, indent=2) if args.json else table(report))
@@ -120,7 +120,7 @@ def _final_pass(args: argparse.Namespace) -> int:
 
 def publish(out: Path, report: dict, command: str) -> None:
     """Copy the charts and JSON to docs/bench/ and put the Markdown summary into docs/benchmarks.md."""
-    from .report import CHARTS, markdown
+    from voice_pipeline.bench.report import CHARTS, markdown
 
     docs_bench = REPO_ROOT / "docs" / "bench"
     docs_bench.mkdir(parents=True, exist_ok=True)

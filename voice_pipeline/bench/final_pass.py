@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .corpus import Corpus, SpokenItem, build
-from .stats import normalize_text, word_error_rate
+from voice_pipeline.bench.corpus import Corpus, SpokenItem, build
+from voice_pipeline.bench.stats import normalize_text, word_error_rate
 
 RATE_HZ = 16_000
 LEAD_S, TAIL_S = 0.3, 0.1
@@ -53,8 +53,8 @@ class Runner:
     def __init__(self, model_name: str, threads: int, margin_s: float, unstable_words: int) -> None:
         from faster_whisper import WhisperModel
 
-        from ..engines.registry import whisper_model_dir
-        from ..engines.whisper_window import FittedWindowDecoder
+        from voice_pipeline.engines.registry import whisper_model_dir
+        from voice_pipeline.engines.whisper_window import FittedWindowDecoder
 
         self.model = WhisperModel(whisper_model_dir(model_name), device="cpu", compute_type="int8", cpu_threads=threads)
         self.fitted = FittedWindowDecoder(self.model, margin_s=margin_s)

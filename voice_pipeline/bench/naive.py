@@ -16,13 +16,13 @@ import time
 
 import numpy as np
 
+from voice_pipeline.app.settings import Settings
 from voice_pipeline.audio import PIPELINE_RATE_HZ
-from voice_pipeline.chunker import clean_for_speech
 from voice_pipeline.engines.base import ChatMessage
-from voice_pipeline.settings import Settings
+from voice_pipeline.reply.chunker import clean_for_speech
 
-from .corpus import SpokenItem
-from .systems import BenchOptions, TurnSample
+from voice_pipeline.bench.corpus import SpokenItem
+from voice_pipeline.bench.systems import BenchOptions, TurnSample
 
 _VAD_FRAME_MS = 32.0
 
@@ -39,7 +39,7 @@ class NaiveSystem:
         self._first_turn_pending = True
 
     async def start(self) -> dict:
-        from voice_pipeline.engines.loader import load_engines
+        from voice_pipeline.app.compose import load_engines
 
         started_t = time.monotonic()
         self._engines, timings = await load_engines(self.settings)

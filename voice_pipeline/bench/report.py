@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .summary import MARK_NAMES, STAGE_NAMES
+from voice_pipeline.bench.summary import MARK_NAMES, STAGE_NAMES
 
 CHARTS = ("cdf_stages.png", "concurrency.png", "baselines.png")
 

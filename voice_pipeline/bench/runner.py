@@ -8,11 +8,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import corpus as corpus_mod
-from .procstat import ProcessMeter, machine_info, versions
-from .stats import summarize
-from .summary import summarize_run
-from .systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
+from voice_pipeline.bench import corpus as corpus_mod
+from voice_pipeline.bench.procstat import ProcessMeter, machine_info, versions
+from voice_pipeline.bench.stats import summarize
+from voice_pipeline.bench.summary import summarize_run
+from voice_pipeline.bench.systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
 
 log = logging.getLogger("voice_pipeline.bench")
 
@@ -146,7 +146,7 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
 
 
 def _configuration(config: RunConfig, corpus, items, baseline_ids, corpus_build_s: float) -> dict:
-    from voice_pipeline.settings import Settings
+    from voice_pipeline.app.settings import Settings
 
     settings = Settings.load(environ={**os.environ, **config.extra_env})
     return {

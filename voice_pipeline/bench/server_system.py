@@ -16,8 +16,8 @@ import aiohttp
 from voice_pipeline.audio import PIPELINE_RATE_HZ
 from voice_pipeline_client.realtime import RealtimeClient
 
-from .corpus import SpokenItem
-from .systems import BenchOptions, TurnSample, server_env
+from voice_pipeline.bench.corpus import SpokenItem
+from voice_pipeline.bench.systems import BenchOptions, TurnSample, server_env
 
 _POLL_S = 0.02
 _TOKENS_BEFORE_CANCEL = 20
@@ -47,7 +47,7 @@ class ServerSystem:
         log = self._log_path.open("wb")
         spawned_t = time.monotonic()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "voice_pipeline.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "voice_pipeline.app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -7,8 +7,8 @@ from collections import Counter
 
 from voice_pipeline.metrics import EXTRA_MARKS, MARKS, STAGES
 
-from .stats import ratio, summarize, word_error_rate
-from .systems import TurnSample
+from voice_pipeline.bench.stats import ratio, summarize, word_error_rate
+from voice_pipeline.bench.systems import TurnSample
 
 STAGE_NAMES = tuple(STAGES.values())
 MARK_NAMES = tuple(m for m in MARKS if m != "speech_end") + EXTRA_MARKS

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
-from .corpus import SpokenItem
+from voice_pipeline.bench.corpus import SpokenItem
 
 
 @dataclass
@@ -93,7 +93,7 @@ class BenchOptions:
 
 def _server(name: str, description: str, env: dict[str, str]) -> SystemSpec:
     def make(options: BenchOptions) -> SystemUnderTest:
-        from .server_system import ServerSystem
+        from voice_pipeline.bench.server_system import ServerSystem
 
         return ServerSystem(name, description, {**options.extra_env, **env}, options)
 
@@ -101,7 +101,7 @@ def _server(name: str, description: str, env: dict[str, str]) -> SystemSpec:
 
 
 def _naive(options: BenchOptions) -> SystemUnderTest:
-    from .naive import NaiveSystem
+    from voice_pipeline.bench.naive import NaiveSystem
 
     return NaiveSystem(options)
 
@@ -155,7 +155,7 @@ def server_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _register_peers() -> None:
-    from .peers import peer_specs  # imports this module's names, all defined by now
+    from voice_pipeline.bench.peers import peer_specs
 
     for spec in peer_specs():
         register_system(spec)

@@ -20,10 +20,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Mapping, Sequence
 
-from ..errors import EngineError
-from ..phrasebook import CUT
-from ..routing.breaker import CircuitBreaker
-from .base import ChatMessage, LanguageModel
+from voice_pipeline.engines.base import ChatMessage, LanguageModel
+from voice_pipeline.errors import EngineError
+from voice_pipeline.reply.phrasebook import CUT
+from voice_pipeline.routing.breaker import CircuitBreaker
 
 DEFAULT_CUT_NOTICE = CUT  # the phrasebook pre-synthesizes it: spoken from cache, like the apology
 

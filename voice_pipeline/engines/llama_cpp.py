@@ -16,10 +16,10 @@ import asyncio
 import os
 from typing import AsyncIterator, Sequence
 
-from ..errors import ConfigError, EngineError
-from ..threads import ThreadOwnedPool
-from .base import ChatMessage
-from .registry import VOICE_LORA_PATH, smollm2_gguf
+from voice_pipeline.engines.base import ChatMessage
+from voice_pipeline.engines.registry import VOICE_LORA_PATH, smollm2_gguf
+from voice_pipeline.errors import ConfigError, EngineError
+from voice_pipeline.threads import ThreadOwnedPool
 
 
 def voice_lora_path(variant: str) -> str:

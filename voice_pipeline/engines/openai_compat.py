@@ -14,8 +14,8 @@ from typing import AsyncIterator, Sequence
 
 import aiohttp
 
-from ..errors import EngineError
-from .base import ChatMessage
+from voice_pipeline.engines.base import ChatMessage
+from voice_pipeline.errors import EngineError
 
 _DONE = "[DONE]"
 

@@ -11,10 +11,10 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from ..errors import EngineError
-from ..settings import TtsSettings
-from ..threads import ThreadOwnedPool
-from .registry import piper_voice
+from voice_pipeline.app.settings import TtsSettings
+from voice_pipeline.engines.registry import piper_voice
+from voice_pipeline.errors import EngineError
+from voice_pipeline.threads import ThreadOwnedPool
 
 
 def onnx_cuda_available() -> bool:

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import ConfigError, EngineError
-from ..settings import SttSettings
-from .base import Transcript
-from .registry import whisper_model_dir
-from .whisper_window import FittedWindowDecoder
+from voice_pipeline.app.settings import SttSettings
+from voice_pipeline.engines.base import Transcript
+from voice_pipeline.engines.registry import whisper_model_dir
+from voice_pipeline.engines.whisper_window import FittedWindowDecoder
+from voice_pipeline.errors import ConfigError, EngineError
 
 
 def cuda_available() -> bool:

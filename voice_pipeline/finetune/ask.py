@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from ..settings import Settings
+from voice_pipeline.app.settings import Settings
 
 
 def ask(text: str, model: str = "tuned", config: str | None = None) -> dict:
     """{"reply", "ttft_ms", "t20_ms", "tokens"}; `model` picks the base GGUF or base + the voice adapter."""
-    from ..engines.llama_cpp import LlamaCppLlm
-    from ..engines.registry import system_prompt
-    from .evaluate import generate
+    from voice_pipeline.engines.llama_cpp import LlamaCppLlm
+    from voice_pipeline.engines.registry import system_prompt
+    from voice_pipeline.finetune.evaluate import generate
 
     llm_settings = Settings.load(config).llm
     # The variant names the adapter; an explicit lora_path in the settings applies to "tuned" only.

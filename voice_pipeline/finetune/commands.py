@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..cli import train_targets
+from voice_pipeline.app.cli import train_targets
 
 DEFAULT_PEFT_DIR = "build/voice_lora/peft"
 
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
 
 
 def _train_data(args: argparse.Namespace) -> int:
-    from . import data
+    from voice_pipeline.finetune import data
 
     splits = data.build()
     data.write(splits)
@@ -66,7 +66,7 @@ def _train_data(args: argparse.Namespace) -> int:
 def _train_llm(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .train import TrainConfig, train
+    from voice_pipeline.finetune.train import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     overrides = {"epochs": args.epochs, "learning_rate": args.learning_rate, "threads": args.threads}
@@ -77,16 +77,16 @@ def _train_llm(args: argparse.Namespace) -> int:
 
 
 def _export_llm(args: argparse.Namespace) -> int:
-    from .export import export
+    from voice_pipeline.finetune.export import export
 
-    from .export import ADAPTER_PATH
+    from voice_pipeline.finetune.export import ADAPTER_PATH
 
     print(json.dumps(export(Path(args.peft), Path(args.out) if args.out else ADAPTER_PATH), indent=2))
     return 0
 
 
 def _eval_llm(args: argparse.Namespace) -> int:
-    from . import evaluate
+    from voice_pipeline.finetune import evaluate
 
     evaluate.THREADS = args.threads
     if args.write and (args.adapter or args.factual_set != "factual"):
@@ -100,7 +100,7 @@ def _eval_llm(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from .ask import ask
+    from voice_pipeline.finetune.ask import ask
 
     answer = ask(args.text, args.model, args.config)
     if args.json:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .templated import normalize_prompt, templated_pairs
+from voice_pipeline.finetune.templated import normalize_prompt, templated_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VOICE_LORA_DIR = REPO_ROOT / "models" / "voice_lora"

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import data, measures
-from .export import ADAPTER_PATH
+from voice_pipeline.finetune import data
+from voice_pipeline.finetune import measures
+from voice_pipeline.finetune.export import ADAPTER_PATH
 
 EVAL_PATH = data.VOICE_LORA_DIR / "EVAL.json"
 
@@ -34,7 +35,7 @@ class Reply:
 
 
 def make_llm(model: str, max_tokens: int = MAX_TOKENS, lora_path: str | Path = ADAPTER_PATH):
-    from ..engines.llama_cpp import LlamaCppLlm
+    from voice_pipeline.engines.llama_cpp import LlamaCppLlm
 
     return LlamaCppLlm(
         lora_path=str(lora_path) if model == "tuned" else "", n_threads=THREADS,
@@ -43,7 +44,7 @@ def make_llm(model: str, max_tokens: int = MAX_TOKENS, lora_path: str | Path = A
 
 
 async def generate(llm, messages: Sequence[dict], max_tokens: int) -> Reply:
-    from ..engines.base import ChatMessage
+    from voice_pipeline.engines.base import ChatMessage
 
     chat = [ChatMessage(m["role"], m["content"]) for m in messages]
     pieces: list[str] = []

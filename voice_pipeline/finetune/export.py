@@ -14,9 +14,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from . import data
-from ..engines.registry import VOICE_LORA_PATH
-from .data import REPO_ROOT, VOICE_LORA_DIR
+from voice_pipeline.engines.registry import VOICE_LORA_PATH
+from voice_pipeline.finetune import data
+from voice_pipeline.finetune.data import REPO_ROOT, VOICE_LORA_DIR
 
 LLAMA_CPP_PYTHON = "0.3.36"
 ADAPTER_PATH = VOICE_LORA_PATH
@@ -49,7 +49,7 @@ def base_config_dir(build_dir: Path = BUILD_DIR) -> Path:
     """An HF folder with the base model's config and tokenizer (all the converter reads), from the GGUF."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from .train import GGUF_NAME, base_gguf_dir
+    from voice_pipeline.finetune.train import GGUF_NAME, base_gguf_dir
 
     out = build_dir / "base_hf"
     config = AutoConfig.from_pretrained(base_gguf_dir(), gguf_file=GGUF_NAME)

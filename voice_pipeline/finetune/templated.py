@@ -12,7 +12,7 @@ import operator
 import random
 import re
 
-from ..spoken_numbers import say_decimal, say_number
+from voice_pipeline.spoken_numbers import say_decimal, say_number
 
 SEED = 6
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import data
+from voice_pipeline.finetune import data
 
 log = logging.getLogger(__name__)
 

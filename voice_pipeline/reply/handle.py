@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..conversation import Conversation
-from ..events import EventKind, ServerEvent
-from ..outbox import Outbox
-from ..responder import ReplyRecord
-from .lifecycle import Delivery, ReplyLifecycle
+from voice_pipeline.protocol.events import EventKind, ServerEvent
+from voice_pipeline.reply.lifecycle import Delivery, ReplyLifecycle
+from voice_pipeline.reply.speaking import ReplyRecord
+from voice_pipeline.session.conversation import Conversation
+from voice_pipeline.session.outbox import Outbox
 
 
 class ReplyHandle:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import train_targets
+from voice_pipeline.app.cli import train_targets
 
 
 def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
 
 
 def _route(args: argparse.Namespace) -> int:
-    from .model import Router
+    from voice_pipeline.routing.model import Router
 
     decision = Router.load().route(args.text)
     if args.json:
@@ -34,15 +34,15 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .model import Router
-    from .training import evaluate, load_split
+    from voice_pipeline.routing.model import Router
+    from voice_pipeline.routing.training import evaluate, load_split
 
     _print_report(evaluate(Router.load(), *load_split("heldout")), args.json)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import train_and_save
+    from voice_pipeline.routing.training import train_and_save
 
     _print_report(train_and_save(), args.json)
     return 0

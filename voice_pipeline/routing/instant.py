@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from .features import normalize
-from .spoken import WEEKDAYS, clock_words, date_words
+from voice_pipeline.routing.features import normalize
+from voice_pipeline.routing.spoken import WEEKDAYS, clock_words, date_words
 
 _LEAD = re.compile(r"^(?:(?:hey there|hi there|hey|hi|um+|uh+|er|okay|ok|so|alright|well|please|assistant|hey assistant)\s+)+")
 _WHATS = re.compile(r"\bwhats\b")

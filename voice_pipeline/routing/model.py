@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import N_FEATURES, featurize
+from voice_pipeline.routing.features import N_FEATURES, featurize
 
 DATA_VERSION = "v1"
 ROUTER_DIR = Path(__file__).resolve().parents[2] / "models" / "router"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .instant import InstantAnswer, InstantContext, answer_instant
-from .model import Route, RouteDecision, Router
+from voice_pipeline.routing.instant import InstantAnswer, InstantContext, answer_instant
+from voice_pipeline.routing.model import Route, RouteDecision, Router
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import N_FEATURES, featurize_batch
-from .model import DATA_VERSION, EVAL_PATH, ROUTER_DIR, ROUTES, Router
+from voice_pipeline.routing.features import N_FEATURES, featurize_batch
+from voice_pipeline.routing.model import DATA_VERSION, EVAL_PATH, ROUTER_DIR, ROUTES, Router
 
 EPOCHS = 300
 LEARNING_RATE = 2.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import ConfigError
-from ..settings import ServerSettings
-from .origins import binds_beyond_loopback, parse_allowed_origins
-from .signatures import telnyx_key_problem
+from voice_pipeline.app.settings import ServerSettings
+from voice_pipeline.errors import ConfigError
+from voice_pipeline.security.origins import binds_beyond_loopback, parse_allowed_origins
+from voice_pipeline.security.signatures import telnyx_key_problem
 
 log = logging.getLogger("voice_pipeline.security")
 MIN_TOKEN_CHARS = 16

@@ -14,11 +14,11 @@ from typing import Callable
 
 from aiohttp import web
 
-from ..settings import ServerSettings
-from .frames import enforce_masking
-from .origins import is_loopback_host, origin_allowed, parse_allowed_origins
-from .signatures import telnyx_signature_valid, twilio_signature_valid
-from .tokens import COOKIE, SESSION, TokenSigner, bearer_token, tokens_equal
+from voice_pipeline.app.settings import ServerSettings
+from voice_pipeline.security.frames import enforce_masking
+from voice_pipeline.security.origins import is_loopback_host, origin_allowed, parse_allowed_origins
+from voice_pipeline.security.signatures import telnyx_signature_valid, twilio_signature_valid
+from voice_pipeline.security.tokens import COOKIE, SESSION, TokenSigner, bearer_token, tokens_equal
 
 log = logging.getLogger("voice_pipeline.security")
 SERVER_HEADER = "voice-pipeline"

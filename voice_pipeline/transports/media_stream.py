@@ -34,8 +34,8 @@ from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ
 from voice_pipeline.transports.phone import PHONE_SESSION_CONFIG, PhoneSink, on_dtmf
 
 if TYPE_CHECKING:
-    from voice_pipeline.session_host import SessionHost
-    from voice_pipeline.session import Session
+    from voice_pipeline.app.host import SessionHost
+    from voice_pipeline.session.session import Session
 
 log = logging.getLogger("voice_pipeline.telephony")
 MAX_MESSAGE_BYTES = MAX_MESSAGE_CHARS  # aiohttp closes a socket (1009) that sends a bigger frame

@@ -18,8 +18,8 @@ from typing import Protocol
 import numpy as np
 
 from voice_pipeline.audio import PIPELINE_RATE_HZ
-from voice_pipeline.events import AudioChunk, EventKind, ServerEvent
-from voice_pipeline.session import Session
+from voice_pipeline.protocol.events import AudioChunk, EventKind, ServerEvent
+from voice_pipeline.session.session import Session
 from voice_pipeline.telephony.phone_audio import PHONE_RATE_HZ
 
 log = logging.getLogger("voice_pipeline.telephony")

@@ -27,8 +27,8 @@ from voice_pipeline.telephony.sip.peers import bound_to_loopback
 from voice_pipeline.transports.phone import PHONE_SESSION_CONFIG, PhoneSink, on_dtmf
 
 if TYPE_CHECKING:
-    from voice_pipeline.session_host import SessionHost
-    from voice_pipeline.session import Session
+    from voice_pipeline.app.host import SessionHost
+    from voice_pipeline.session.session import Session
 
 log = logging.getLogger("voice_pipeline.telephony")
 SENDER_LEAD_MS = 40.0  # RtpEndpoint's default lead: sent, but not yet played by the phone

@@ -15,7 +15,7 @@ from voice_pipeline.transports.media_stream import MediaStreamHandler, media_str
 from voice_pipeline.transports.sip import SipService
 
 if TYPE_CHECKING:
-    from voice_pipeline.session_host import SessionHost
+    from voice_pipeline.app.host import SessionHost
 
 
 class TelephonyService:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # systems.py imports this package to register the peers
-    from ..systems import BenchOptions, SystemSpec, SystemUnderTest
+    from voice_pipeline.bench.systems import BenchOptions, SystemSpec, SystemUnderTest
 
 # name -> (description, turn taking, matched settings, voice LoRA)
 PIPECAT_LINES = {
@@ -29,14 +29,14 @@ LIVEKIT_NOT_DONE = ("LiveKit Agents is not adapted yet: see docs/benchmarks.md, 
 
 
 def make_peer(name: str, options: "BenchOptions", llm=None, progress=print) -> "SystemUnderTest":
-    from .pipecat_system import PipecatSystem, PipecatVariant
+    from voice_pipeline.bench.peers.pipecat_system import PipecatSystem, PipecatVariant
 
     description, turn, matched, lora = PIPECAT_LINES[name]
     return PipecatSystem(name, description, PipecatVariant(turn, matched, lora), options, llm=llm, progress=progress)
 
 
 def peer_specs() -> list["SystemSpec"]:
-    from ..systems import SystemSpec
+    from voice_pipeline.bench.systems import SystemSpec
 
     return [SystemSpec(name, line[0], lambda options, name=name: make_peer(name, options))
             for name, line in PIPECAT_LINES.items()]

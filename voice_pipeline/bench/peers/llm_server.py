@@ -43,7 +43,7 @@ class LlamaServer:
         self._process: subprocess.Popen | None = None
 
     async def start(self) -> dict:
-        from ..server_system import free_port
+        from voice_pipeline.bench.server_system import free_port
 
         port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import websockets
 
+from voice_pipeline.app.settings import Settings
 from voice_pipeline.engines.registry import cache_dir, piper_voice, system_prompt, whisper_model_dir
-from voice_pipeline.settings import Settings
 
-from ..corpus import SpokenItem
-from ..systems import BenchOptions, TurnSample
-from .llm_server import BASE_ALIAS, LORA_ALIAS, LlamaServer
-from .venv import PIPECAT, ensure_venv
+from voice_pipeline.bench.corpus import SpokenItem
+from voice_pipeline.bench.peers.llm_server import BASE_ALIAS, LORA_ALIAS, LlamaServer
+from voice_pipeline.bench.peers.venv import PIPECAT, ensure_venv
+from voice_pipeline.bench.systems import BenchOptions, TurnSample
 
 DRIVER = Path(__file__).with_name("pipecat_driver.py")
 IN_RATE_HZ = 16_000

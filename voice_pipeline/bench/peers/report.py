@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .run import MARKS
+from voice_pipeline.bench.peers.run import MARKS
 
 CHART = "peers.png"
 START, END = "<!-- bench:peers:start -->", "<!-- bench:peers:end -->"

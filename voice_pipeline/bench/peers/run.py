@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import corpus as corpus_mod
-from ..procstat import ProcessMeter, machine_info, versions
-from ..stats import summarize, word_error_rate
-from ..systems import SYSTEMS, BenchOptions, TurnSample
-from . import LIVEKIT_NOT_DONE, PEER_GROUPS, make_peer
-from .llm_server import LlamaServer
+from voice_pipeline.bench import corpus as corpus_mod
+from voice_pipeline.bench.peers import LIVEKIT_NOT_DONE, PEER_GROUPS, make_peer
+from voice_pipeline.bench.peers.llm_server import LlamaServer
+from voice_pipeline.bench.procstat import ProcessMeter, machine_info, versions
+from voice_pipeline.bench.stats import summarize, word_error_rate
+from voice_pipeline.bench.systems import SYSTEMS, BenchOptions, TurnSample
 
 OUR_LINES = ("pipeline", "pipeline_base_llm")
 MARKS = ("vad_stopped", "endpoint", "stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent")

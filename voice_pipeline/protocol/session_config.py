@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .audio import SUPPORTED_RATES_HZ
-from .errors import ProtocolError
-from .settings import Settings
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.audio import SUPPORTED_RATES_HZ
+from voice_pipeline.errors import ProtocolError
 
 _MAX_INSTRUCTIONS_CHARS = 4000
 

@@ -13,12 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import StreamingResampler
-from .chunker import SpeakableChunker, clean_for_speech
-from .engines.base import ChatMessage, LanguageModel, TextToSpeech
-from .events import EventKind, ServerEvent, now
-from .metrics import TurnTimeline
-from .outbox import Outbox
+from voice_pipeline.audio import StreamingResampler
+from voice_pipeline.engines.base import ChatMessage, LanguageModel, TextToSpeech
+from voice_pipeline.metrics import TurnTimeline
+from voice_pipeline.protocol.events import EventKind, ServerEvent, now
+from voice_pipeline.reply.chunker import SpeakableChunker, clean_for_speech
+from voice_pipeline.session.outbox import Outbox
 
 _PIECE_QUEUE = 8
 

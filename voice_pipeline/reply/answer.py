@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from .engines.base import LanguageModel
-from .engines.fallback import FallbackLLM
-from .routing.breaker import BreakerState, CircuitBreaker
-from .routing.instant import InstantAction, InstantContext
-from .routing.model import Route, Router
-from .routing.plan import plan_turn
-from .settings import Settings
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.engines.base import LanguageModel
+from voice_pipeline.engines.fallback import FallbackLLM
+from voice_pipeline.routing.breaker import BreakerState, CircuitBreaker
+from voice_pipeline.routing.instant import InstantAction, InstantContext
+from voice_pipeline.routing.model import Route, Router
+from voice_pipeline.routing.plan import plan_turn
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Answerer:
         small = FallbackLLM([local], first_token_timeout_s=budgets.llm_first_token_ms / 1000.0, name="small")
         large, breaker = None, None
         if remote.url:
-            from .engines.openai_compat import OpenAICompatLLM
+            from voice_pipeline.engines.openai_compat import OpenAICompatLLM
 
             remote_llm = OpenAICompatLLM.from_settings(remote)
             breaker = CircuitBreaker(remote.breaker_failures, remote.breaker_cool_down_s)
@@ -96,7 +96,7 @@ class Answerer:
         return _with_time(answer, started)
 
     def _without_router(self, text: str, context: InstantContext) -> Answer:
-        from .routing.instant import answer_instant
+        from voice_pipeline.routing.instant import answer_instant
 
         instant = answer_instant(text, context)
         if instant is not None:

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .engines.base import SpeechToText, Transcript
+from voice_pipeline.engines.base import SpeechToText, Transcript
 
 _FINAL_TAIL_MS = 100.0  # audio kept after the last speech frame, so the last word is not clipped
 

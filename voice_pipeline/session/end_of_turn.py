@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .engines.registry import MODELS_DIR, smollm2_gguf
-from .threads import ThreadOwnedPool
+from voice_pipeline.engines.registry import MODELS_DIR, smollm2_gguf
+from voice_pipeline.threads import ThreadOwnedPool
 
-log = logging.getLogger("voice_pipeline.eot")
+log = logging.getLogger("voice_pipeline.session.end_of_turn")
 
 DATA_VERSION = "v1"
 EOT_DIR = MODELS_DIR / "eot"

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-log = logging.getLogger("voice_pipeline.supervisor")
+log = logging.getLogger("voice_pipeline.app.supervisor")
 ENV_RESTARTS = "VOICE_PIPELINE_WORKER_RESTARTS"  # not VP_*: those are settings
 ENV_LAST_EXIT = "VOICE_PIPELINE_WORKER_LAST_EXIT"
 ENV_READY_FD = "VOICE_PIPELINE_WORKER_READY_FD"
@@ -153,5 +153,5 @@ class Supervisor:
 def supervise(worker_args: list[str]) -> int:
     """Run `voice-pipeline serve WORKER_ARGS --worker` under a supervisor; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    argv = [sys.executable, "-m", "voice_pipeline.cli", "serve", *worker_args, "--worker"]
+    argv = [sys.executable, "-m", "voice_pipeline.app.cli", "serve", *worker_args, "--worker"]
     return Supervisor(argv).run()

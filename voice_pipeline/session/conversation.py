@@ -6,7 +6,7 @@ A reply enters the history as what the user actually heard, which a barge-in can
 
 from __future__ import annotations
 
-from .engines.base import ChatMessage
+from voice_pipeline.engines.base import ChatMessage
 
 
 class Conversation:

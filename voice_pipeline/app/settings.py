@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from voice_pipeline.errors import ConfigError
 
 ENV_PREFIX = "VP_"
 

@@ -9,10 +9,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .. import commands_in as cmd
-from ..audio import float_to_pcm16
-from ..errors import ProtocolError
-from ..events import AudioChunk, ServerEvent
+from voice_pipeline.audio import float_to_pcm16
+from voice_pipeline.errors import ProtocolError
+from voice_pipeline.protocol import commands as cmd
+from voice_pipeline.protocol.events import AudioChunk, ServerEvent
 
 
 @dataclass(frozen=True)

@@ -16,26 +16,26 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from . import commands_in as cmd
-from .audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
-from .audio_history import AudioHistory
-from .bounded import DropOldestQueue
-from .conversation import Conversation
-from .engines.base import LanguageModel, SpeechToText, TextToSpeech
-from .errors import EngineError, ProtocolError
-from .events import EventKind, ServerEvent, now
-from .metrics import PipelineMetrics, TurnTimeline
-from .outbox import Outbox, Sink
-from .answering import Answerer
-from .phrasebook import STT_OFF, Phrasebook
-from .reply.handle import ReplyHandle
-from .session_config import SessionConfig
-from .session_replies import SessionReplies
-from .settings import Settings
-from .transcriber import TurnTranscriber
-from .eot import EndOfTurnScorer, LatestTextScorer
-from .user_turn import UserTurn
-from .turn import (
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
+from voice_pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from voice_pipeline.errors import EngineError, ProtocolError
+from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
+from voice_pipeline.protocol import commands as cmd
+from voice_pipeline.protocol.events import EventKind, ServerEvent, now
+from voice_pipeline.protocol.session_config import SessionConfig
+from voice_pipeline.reply.answer import Answerer
+from voice_pipeline.reply.handle import ReplyHandle
+from voice_pipeline.reply.phrasebook import STT_OFF, Phrasebook
+from voice_pipeline.reply.replies import SessionReplies
+from voice_pipeline.session.audio_history import AudioHistory
+from voice_pipeline.session.bounded import DropOldestQueue
+from voice_pipeline.session.conversation import Conversation
+from voice_pipeline.session.end_of_turn import EndOfTurnScorer, LatestTextScorer
+from voice_pipeline.session.outbox import Outbox, Sink
+from voice_pipeline.session.transcription import TurnTranscriber
+from voice_pipeline.session.user_turn import UserTurn
+from voice_pipeline.session.turn import (
     BargeIn,
     EndOfTurn,
     SilenceStarted,
@@ -46,7 +46,7 @@ from .turn import (
     UserState,
 )
 
-log = logging.getLogger("voice_pipeline.session")
+log = logging.getLogger("voice_pipeline.session.session")
 VAD_FRAME_MS = 32.0
 
 

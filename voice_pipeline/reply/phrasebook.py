@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines.base import TextToSpeech
+from voice_pipeline.engines.base import TextToSpeech
 
-log = logging.getLogger("voice_pipeline.phrasebook")
+log = logging.getLogger("voice_pipeline.reply.phrasebook")
 
 SORRY = "Sorry, could you say that again?"
 FILLER = "Let me think about that."

@@ -14,17 +14,17 @@ import contextlib
 import logging
 import math
 
-from .answer_flow import last_resort, produce
-from .answering import Answer
-from .errors import EngineError
-from .events import EventKind, ServerEvent, now
-from .phrasebook import SORRY
-from .reply.handle import ReplyHandle
-from .responder import Reply, ReplyPlan, ReplyRecord
-from .routing.instant import InstantAction
-from .user_turn import UserTurn
+from voice_pipeline.errors import EngineError
+from voice_pipeline.protocol.events import EventKind, ServerEvent, now
+from voice_pipeline.reply.answer import Answer
+from voice_pipeline.reply.cascade import last_resort, produce
+from voice_pipeline.reply.handle import ReplyHandle
+from voice_pipeline.reply.phrasebook import SORRY
+from voice_pipeline.reply.speaking import Reply, ReplyPlan, ReplyRecord
+from voice_pipeline.routing.instant import InstantAction
+from voice_pipeline.session.user_turn import UserTurn
 
-log = logging.getLogger("voice_pipeline.session")
+log = logging.getLogger("voice_pipeline.session.session")
 
 
 class SessionReplies:

@@ -16,18 +16,18 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .errors import ProtocolError
-from .events import AudioChunk, ServerEvent
-from .metrics import PipelineMetrics
-from .session import Engines, Session
-from .session_host import SessionHost
-from .settings import Settings
-from .supervisor import WorkerInfo, signal_ready
-from .transports.realtime_json import AppendAudio, decode_text, encode_audio, encode_event
-from .transports.telephony import TelephonyService
+from voice_pipeline.app.host import SessionHost
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.app.supervisor import WorkerInfo, signal_ready
+from voice_pipeline.errors import ProtocolError
+from voice_pipeline.metrics import PipelineMetrics
+from voice_pipeline.protocol.events import AudioChunk, ServerEvent
+from voice_pipeline.protocol.json_codec import AppendAudio, decode_text, encode_audio, encode_event
+from voice_pipeline.session.session import Engines, Session
+from voice_pipeline.transports.telephony import TelephonyService
 
-log = logging.getLogger("voice_pipeline.server")
-WEB_DIR = Path(__file__).resolve().parents[1] / "client" / "web"
+log = logging.getLogger("voice_pipeline.app.server")
+WEB_DIR = Path(__file__).resolve().parents[2] / "client" / "web"
 HARD_MAX_MESSAGE_BYTES = 1 << 20  # beyond this aiohttp closes the socket (1009); below it we answer errors
 
 
@@ -62,7 +62,7 @@ class PipelineServer:
         return self.host.sessions
 
     def app(self) -> web.Application:
-        from .security.gate import Gate
+        from voice_pipeline.security.gate import Gate
 
         app = web.Application()
         Gate(self.settings.server).install(app)  # Origin, tokens and signatures before any handler (docs/security.md)
@@ -77,7 +77,7 @@ class PipelineServer:
         return app
 
     async def load(self) -> None:
-        from .engines.loader import load_engines
+        from voice_pipeline.app.compose import load_engines
 
         self.host.engines, timings = await load_engines(self.settings)
         self.cold_start = {**timings, "process_to_ready_ms": round(1000 * (time.monotonic() - self._started_t), 1)}
@@ -168,7 +168,7 @@ class PipelineServer:
 
 
 async def serve(settings: Settings, ready_event: asyncio.Event | None = None) -> None:
-    from .security.exposure import enforce
+    from voice_pipeline.security.exposure import enforce
 
     enforce(settings.server)  # before binding or loading anything: ConfigError stops here
     server = PipelineServer(settings)
@@ -216,7 +216,7 @@ def log_tasks() -> None:
 
 
 def run_server(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
+    from voice_pipeline.errors import ConfigError
 
     settings = Settings.load(args.config)
     if args.host:

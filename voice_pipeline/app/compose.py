@@ -9,19 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..session import Engines
-from ..settings import Settings, switch_on
-from .registry import cache_dir, system_prompt
+from voice_pipeline.app.settings import Settings, switch_on
+from voice_pipeline.engines.registry import cache_dir, system_prompt
+from voice_pipeline.session.session import Engines
 
 log = logging.getLogger("voice_pipeline.engines")
 
 
 async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     """Build every engine in a worker thread, then warm it; returns the engines and timings (ms)."""
-    from .llama_cpp import LlamaCppLlm
-    from .piper import PiperTts
-    from .vad import SileroVad, load_silero_session
-    from .whisper import WhisperStt
+    from voice_pipeline.engines.llama_cpp import LlamaCppLlm
+    from voice_pipeline.engines.piper import PiperTts
+    from voice_pipeline.engines.vad import SileroVad, load_silero_session
+    from voice_pipeline.engines.whisper import WhisperStt
 
     timings: dict[str, float] = {}
 
@@ -31,8 +31,8 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         timings[f"{name}_load_ms"] = round(1000 * (time.perf_counter() - start), 1)
         return value
 
-    from ..answering import Answerer
-    from ..phrasebook import STANDARD_PHRASES, Phrasebook
+    from voice_pipeline.reply.answer import Answerer
+    from voice_pipeline.reply.phrasebook import STANDARD_PHRASES, Phrasebook
 
     capabilities = settings.capabilities
     prompt = system_prompt(settings.llm.system_prompt_file)
@@ -44,7 +44,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     eot = None
     stt_fast = await stt_within_window(stt, settings.vad.endpoint_silence_ms, timings) if stt else False
     if capabilities.stt and switch_on(settings.vad.semantic_eot, stt_fast):
-        from ..eot import EndOfTurnScorer
+        from voice_pipeline.session.end_of_turn import EndOfTurnScorer
 
         eot = await timed("eot", lambda: EndOfTurnScorer.load(settings.llm.model_path))
     engines = Engines(

@@ -9,7 +9,7 @@ from typing import Callable
 
 # Modules that expose `register(subparsers, evals)`; each adds its own sub-commands.
 COMMAND_MODULES = [
-    "voice_pipeline.commands",
+    "voice_pipeline.app.commands",
     "voice_pipeline.routing.commands",
     "voice_pipeline.bench.commands",
     "voice_pipeline.finetune.commands",

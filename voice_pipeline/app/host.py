@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .commands_in import StartSession
-from .metrics import PipelineMetrics
-from .outbox import Sink
-from .session import Engines, Session
-from .settings import Settings
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.metrics import PipelineMetrics
+from voice_pipeline.protocol.commands import StartSession
+from voice_pipeline.session.outbox import Sink
+from voice_pipeline.session.session import Engines, Session
 
 log = logging.getLogger("voice_pipeline.host")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from .eot import LatestTextScorer
-from .metrics import TurnTimeline
-from .transcriber import TurnTranscriber
+from voice_pipeline.metrics import TurnTimeline
+from voice_pipeline.session.end_of_turn import LatestTextScorer
+from voice_pipeline.session.transcription import TurnTranscriber
 
 
 @dataclass

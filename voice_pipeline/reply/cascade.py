@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from .answering import Answer
-from .engines.fallback import FallbackLLM, FallbackRecord
-from .errors import EngineError
-from .phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
-from .responder import Reply, ReplyPlan
+from voice_pipeline.engines.fallback import FallbackLLM, FallbackRecord
+from voice_pipeline.errors import EngineError
+from voice_pipeline.reply.answer import Answer
+from voice_pipeline.reply.phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
+from voice_pipeline.reply.speaking import Reply, ReplyPlan
 
 
 async def produce(

@@ -29,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
 def _serve(args: argparse.Namespace) -> int:
     """A supervisor that runs the server as a worker process (restarted after a crash), or the
     server itself: as that worker, or with --no-supervise / VP_SERVER_SUPERVISE=false."""
-    from .server import run_server
-    from .settings import Settings
-    from .supervisor import supervise
+    from voice_pipeline.app.server import run_server
+    from voice_pipeline.app.settings import Settings
+    from voice_pipeline.app.supervisor import supervise
 
     if args.worker or not args.supervise or not Settings.load(args.config).server.supervise:
         return run_server(args)

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .events import AudioChunk, EventKind, ServerEvent, now
+from voice_pipeline.protocol.events import AudioChunk, EventKind, ServerEvent, now
 
 
 class Sink(Protocol):
