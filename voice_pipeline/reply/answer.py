@@ -85,7 +85,7 @@ class Answerer:
             answer = self._without_router(text, context)
         else:
             plan = plan_turn(self.router, text, context, large_available=self.large_available)
-            if plan.route is Route.INSTANT:
+            if plan.route is Route.INSTANT and plan.instant is not None:
                 answer = Answer("instant", plan.reason, plan.decision.confidence, plan.instant.text, plan.instant.action)
             elif self.small is None:
                 answer = Answer("instant", "llm_off", plan.decision.confidence)

@@ -8,6 +8,9 @@ model levels (every LLM level failed, or TTS failed before any audio) fall throu
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import numpy as np
 
 from voice_pipeline.engines.fallback import FallbackLLM, FallbackRecord
 from voice_pipeline.errors import EngineError
@@ -17,7 +20,8 @@ from voice_pipeline.reply.speaking import Reply, ReplyPlan
 
 
 async def produce(
-    reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, counters: dict, first_audio_s: float | None = None
+    reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, counters: dict[str, Any],
+    first_audio_s: float | None = None,
 ) -> str:
     """Speak `answer`; returns the level that answered: instant, small, large, local or cached.
 
@@ -32,10 +36,12 @@ async def produce(
         await speak_cached(reply, LLM_OFF, phrases)
         return "cached"
     watchdog = None
-    if answer.filler and FILLER in phrases:
-        await reply.add_cached(FILLER, phrases.get(FILLER), phrases.sample_rate_hz)
-    elif first_audio_s is not None and FILLER in phrases:
-        watchdog = asyncio.get_running_loop().create_task(_fill_silence(reply, phrases, first_audio_s, counters))
+    filler = phrases.get(FILLER)
+    if answer.filler and filler is not None:
+        await reply.add_cached(FILLER, filler, phrases.sample_rate_hz)
+    elif first_audio_s is not None and filler is not None:
+        watchdog = asyncio.get_running_loop().create_task(
+            _fill_silence(reply, filler, phrases.sample_rate_hz, first_audio_s, counters))
     record = FallbackRecord() if isinstance(answer.llm, FallbackLLM) else None  # a bare engine: no cascade
     plan.llm_record = record
     try:
@@ -52,11 +58,12 @@ async def produce(
     return answer.route
 
 
-async def _fill_silence(reply: Reply, phrases: Phrasebook, after_s: float, counters: dict) -> None:
+async def _fill_silence(reply: Reply, filler: np.ndarray, sample_rate_hz: int, after_s: float,
+                        counters: dict[str, Any]) -> None:
     await asyncio.sleep(after_s)
     if not reply.record.pieces:  # nothing is being spoken yet: the first-audio budget is missed
         counters["first_audio_budget_miss"] = True
-        await reply.add_cached(FILLER, phrases.get(FILLER), phrases.sample_rate_hz)
+        await reply.add_cached(FILLER, filler, sample_rate_hz)
 
 
 async def last_resort(reply: Reply, phrases: Phrasebook, error: EngineError) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class Phrasebook:
         return text.strip() in self._audio
 
     @classmethod
-    async def build(cls, tts: TextToSpeech | None, phrases, cache_dir: Path | None = None) -> "Phrasebook":
+    async def build(cls, tts: TextToSpeech | None, phrases: Iterable[str], cache_dir: Path | None = None) -> "Phrasebook":
         """Synthesize every phrase (or load them from the cache); a failing phrase is left out."""
         book = cls(tts.sample_rate_hz if tts else 22_050)
         if tts is None:
@@ -82,7 +83,7 @@ class Phrasebook:
             path.parent.mkdir(parents=True, exist_ok=True)
             arrays = {f"p{i}": self._audio[text.strip()] for i, text in enumerate(phrases)}
             with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
-                np.savez(handle, **arrays)
+                np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
             os.replace(handle.name, path)
         except OSError:
             log.warning("could not cache the phrasebook in %s", path.parent)

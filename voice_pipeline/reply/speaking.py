@@ -85,7 +85,7 @@ class Reply:
         self.output_rate_hz = output_rate_hz
         self._emit = emit
 
-    def _event(self, kind: EventKind, **data) -> None:
+    def _event(self, kind: EventKind, **data: object) -> None:
         self._emit(ServerEvent(kind, self.session_id, turn_id=self.turn_id, response_id=self.record.response_id, data=data))
 
     async def run(self, plan: ReplyPlan) -> None:
@@ -148,7 +148,7 @@ class Reply:
                     self.timeline.mark("first_piece", now())
                     await pieces.put(piece)
         finally:
-            await stream.aclose()
+            await stream.aclose()  # type: ignore[attr-defined]  # engines stream from async generators
         rest = chunker.flush()
         if not plan.stream_text:  # the whole answer, now complete, as one piece
             whole = " ".join(clean_for_speech(self.record.text).split())

@@ -119,7 +119,8 @@ class LlamaEndLogProb:
         self._llm.eval(tokens[keep:])
         self._tokens = tokens
         self.evaluated_tokens += len(tokens) - keep
-        logits = np.ctypeslib.as_array(self._llm._ctx.get_logits(), shape=(self._n_vocab,)).astype(np.float64)
+        raw_logits = self._llm._ctx.get_logits()  # type: ignore[no-untyped-call]  # llama-cpp-python is untyped
+        logits = np.ctypeslib.as_array(raw_logits, shape=(self._n_vocab,)).astype(np.float64)
         top = logits.max()
         log_norm = top + math.log(float(np.exp(logits - top).sum()))
         return float(np.logaddexp.reduce(logits[self._end_ids]) - log_norm)
@@ -162,10 +163,10 @@ class LatestTextScorer:
     `on_probability(text, p)` and is kept in `latest`. `cancel()` when the turn ends or is dropped.
     """
 
-    def __init__(self, scorer: EndOfTurnScorer, on_probability: Callable[[str, float], None]) -> None:
+    def __init__(self, scorer: EndOfTurnScorer, on_probability: Callable[[str, float | None], None]) -> None:
         self._scorer, self._on_probability = scorer, on_probability
         self._pending: str | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.latest: float | None = None
 
     def submit(self, text: str) -> None:

@@ -32,7 +32,7 @@ class Sink(Protocol):
 class _ReplyAudio:
     response_id: str
     sample_rate_hz: int
-    frames: collections.deque = field(default_factory=collections.deque)
+    frames: collections.deque[np.ndarray] = field(default_factory=collections.deque)
     ended: bool = False  # no more audio will be added
     held: bool = False  # a speculative reply: queued, not sent until released
     sent_ms: float = 0.0

@@ -29,7 +29,7 @@ def _final_end(speech_end_ms: float, now_ms: float) -> float:
 
 @dataclass
 class _Pass:
-    task: asyncio.Task
+    task: asyncio.Task[Transcript]
     end_ms: float  # stream position up to which this pass sees audio
 
 
@@ -39,7 +39,7 @@ class TurnTranscriber:
         stt: SpeechToText,
         audio: Callable[[float, float], np.ndarray],
         start_ms: float,
-        spawn: Callable[..., asyncio.Task],
+        spawn: Callable[..., asyncio.Task[Transcript]],
         partial_interval_ms: float,
         on_partial: Callable[[str], None] | None,
     ) -> None:
@@ -81,7 +81,7 @@ class TurnTranscriber:
             self._final = None
             self.discarded_finals += 1
 
-    def final(self, speech_end_ms: float, now_ms: float) -> asyncio.Task:
+    def final(self, speech_end_ms: float, now_ms: float) -> asyncio.Task[Transcript]:
         """The final transcript's task: the one started at the pause, or a new pass over the speech
         and its tail (as much of it as has arrived by `now_ms`)."""
         if self._final is None:
