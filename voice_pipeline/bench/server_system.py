@@ -18,6 +18,7 @@ from voice_pipeline_client.realtime import RealtimeClient
 
 from voice_pipeline.bench.corpus import SpokenItem
 from voice_pipeline.bench.systems import BenchOptions, TurnSample, server_env
+from voice_pipeline.bench.procstat import stop_process
 
 _POLL_S = 0.02
 _TOKENS_BEFORE_CANCEL = 20
@@ -73,14 +74,7 @@ class ServerSystem:
         raise TimeoutError(f"server {self.name} was not ready after {self.options.ready_timeout_s} s")
 
     async def close(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            await asyncio.to_thread(self._process.wait, 20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            await asyncio.to_thread(self._process.wait)
+        await stop_process(self._process)
 
     async def run_item(self, spoken: SpokenItem, concurrency: int, session_index: int) -> TurnSample:
         sample = TurnSample.new(self.name, spoken, concurrency, session_index)

@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from voice_pipeline.engines.registry import VOICE_LORA_PATH, smollm2_gguf
+from voice_pipeline.bench.procstat import stop_process
 
 BASE_ALIAS = "smollm2"
 LORA_ALIAS = "smollm2-voice-lora"
@@ -86,11 +87,4 @@ class LlamaServer:
         return round(1000 * (time.monotonic() - started_t), 1)
 
     async def close(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            await asyncio.to_thread(self._process.wait, 20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            await asyncio.to_thread(self._process.wait)
+        await stop_process(self._process)
