@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -27,6 +28,49 @@ STAGES = {
 }
 EXTRA_MARKS = ("llm_token_20",)  # reported, but not on the critical path
 
+if TYPE_CHECKING:
+    from voice_pipeline.engines.fallback import FallbackRecord
+
+
+@dataclass
+class TurnReport:
+    """What one turn did besides its timings, for `turn.metrics`: each field set by the stage that
+    decided it; a field left at its default is not sent. No user text in here, ever."""
+
+    eot_probability: float | None = None  # the text end-of-turn score at the endpoint
+    stt_fallback: str | None = None  # "budget" or "failed": the final transcript did not come
+    stt_reused_partial: bool | None = None
+    stt_discarded_finals: int | None = None
+    speculation: str | None = None  # "hit": the reply prepared during the pause was sent
+    speculation_misses: int = 0
+    speculation_wasted_cpu_ms: float = 0.0
+    route: str | None = None
+    route_reason: str | None = None
+    route_ms: float | None = None
+    route_confidence: float | None = None
+    action: str | None = None  # an instant route's action (repeat, stop, ...)
+    first_audio_budget_miss: bool = False
+    llm: FallbackRecord | None = None  # the LLM cascade's attempts, when a cascade answered
+    answered_by: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {}
+        for name in ("eot_probability", "stt_fallback", "stt_reused_partial", "stt_discarded_finals",
+                     "speculation", "route", "route_reason", "route_ms", "route_confidence", "action"):
+            value = getattr(self, name)
+            if value is not None:
+                wire[name] = value
+        if self.speculation_misses:
+            wire.update(speculation_misses=self.speculation_misses,
+                        speculation_wasted_cpu_ms=round(self.speculation_wasted_cpu_ms, 1))
+        if self.first_audio_budget_miss:
+            wire["first_audio_budget_miss"] = True
+        if self.llm is not None:
+            wire.update(self.llm.summary())
+        if self.answered_by is not None:
+            wire["answered_by"] = self.answered_by
+        return wire
+
 
 @dataclass
 class TurnTimeline:
@@ -34,12 +78,12 @@ class TurnTimeline:
 
     origin: str = "speech_end"  # "speech_end" for voice turns, "input_end" for text turns
     marks: dict[str, float] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
+    report: TurnReport = field(default_factory=TurnReport)
 
     def mark(self, name: str, t: float) -> None:
         self.marks.setdefault(name, t)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         origin_t = self.marks.get(self.origin)
         if origin_t is None:
             return {"marks_ms": {}, "stages_ms": {}, "voice_to_voice_ms": None}
@@ -57,7 +101,7 @@ class TurnTimeline:
             latest = max(latest, t)
         sent = self.marks.get("first_audio_sent")
         v2v = round(1000.0 * (sent - origin_t), 1) if sent is not None else None
-        return {"marks_ms": marks_ms, "stages_ms": stages_ms, "voice_to_voice_ms": v2v, **self.counters}
+        return {"marks_ms": marks_ms, "stages_ms": stages_ms, "voice_to_voice_ms": v2v, **self.report.to_wire()}
 
 
 class PipelineMetrics:

@@ -29,11 +29,11 @@ async def test_resumed_speech_discards_a_prepared_reply_without_a_trace():
         h.feed(silence(200))
         h.feed(speech(400))
         h.feed(silence(160))  # a pause: longer than pause_ms, shorter than the endpoint
-        await wait_until(lambda: h.session._speculation is not None and h.session._speculation.response_ids)
-        discarded = list(h.session._speculation.response_ids)
+        await wait_until(lambda: h.session.replies.speculation is not None and h.session.replies.speculation.response_ids)
+        discarded = list(h.session.replies.speculation.response_ids)
         held = h.session.outbox._by_id[discarded[0]]
         await wait_until(lambda: len(held.frames) > 0)  # its audio is ready, and held back
-        assert held.held and h.session._speculation.held_events
+        assert held.held and h.session.replies.speculation.held_events
         h.feed(speech(300))
         h.feed(silence(600))
         metrics = await h.sink.wait_for("turn.metrics")

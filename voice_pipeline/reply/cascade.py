@@ -8,19 +8,18 @@ model levels (every LLM level failed, or TTS failed before any audio) fall throu
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
 import numpy as np
 
 from voice_pipeline.engines.fallback import FallbackLLM, FallbackRecord
 from voice_pipeline.errors import EngineError
+from voice_pipeline.metrics import TurnReport
 from voice_pipeline.reply.answer import Answer
 from voice_pipeline.reply.phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
 from voice_pipeline.reply.speaking import Reply, ReplyPlan
 
 
 async def produce(
-    reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, counters: dict[str, Any],
+    reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, report: TurnReport,
     first_audio_s: float | None = None,
 ) -> str:
     """Speak `answer`; returns the level that answered: instant, small, large, local or cached.
@@ -41,16 +40,15 @@ async def produce(
         await reply.add_cached(FILLER, filler, phrases.sample_rate_hz)
     elif first_audio_s is not None and filler is not None:
         watchdog = asyncio.get_running_loop().create_task(
-            _fill_silence(reply, filler, phrases.sample_rate_hz, first_audio_s, counters))
+            _fill_silence(reply, filler, phrases.sample_rate_hz, first_audio_s, report))
     record = FallbackRecord() if isinstance(answer.llm, FallbackLLM) else None  # a bare engine: no cascade
     plan.llm_record = record
     try:
-        await reply.run(plan)
+        await reply.run(answer.llm, plan)
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        if record is not None:
-            counters.update(record.summary())
+        report.llm = record
     if record is None:
         return answer.route
     if answer.route == "large" and record.answered_level:
@@ -59,10 +57,10 @@ async def produce(
 
 
 async def _fill_silence(reply: Reply, filler: np.ndarray, sample_rate_hz: int, after_s: float,
-                        counters: dict[str, Any]) -> None:
+                        report: TurnReport) -> None:
     await asyncio.sleep(after_s)
     if not reply.record.pieces:  # nothing is being spoken yet: the first-audio budget is missed
-        counters["first_audio_budget_miss"] = True
+        report.first_audio_budget_miss = True
         await reply.add_cached(FILLER, filler, sample_rate_hz)
 
 

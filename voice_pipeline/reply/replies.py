@@ -1,105 +1,187 @@
-"""The reply half of a Session: speculative replies, the reply lifecycle and barge-in.
+"""A session's replies: the held speculation, the live reply, barge-in and what the user heard.
 
-A mixin of `Session` (split out to keep each file to one idea): it uses the session's outbox,
-conversation, turn-taking machine, engines, settings and metrics, set up in `Session.__init__`.
-Each reply is a `ReplyHandle` (reply/handle.py): the held speculation is `_speculation`, the live
-reply `_current_reply`. The reply path emits through its handle, which decides whether an event is sent,
-held or dropped; only a reply that speaks writes the history and is counted.
+`Session` keeps the input loop and turn-taking and asks this component to prepare (a held
+speculation), commit, discard, start, interrupt or truncate replies. Each reply is a
+`ReplyHandle` (reply/handle.py), which decides whether its events are sent, held or dropped; only
+a reply that speaks writes the history and is counted, here in `_finish`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import math
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.engines.base import LanguageModel, TextToSpeech, Transcript
 from voice_pipeline.errors import EngineError
+from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
-from voice_pipeline.reply.answer import Answer
+from voice_pipeline.protocol.session_config import SessionConfig
+from voice_pipeline.reply.answer import Answer, Answerer
 from voice_pipeline.reply.cascade import last_resort, produce
 from voice_pipeline.reply.handle import ReplyHandle
-from voice_pipeline.reply.phrasebook import SORRY
+from voice_pipeline.reply.phrasebook import SORRY, Phrasebook
 from voice_pipeline.reply.speaking import Reply, ReplyPlan, ReplyRecord
 from voice_pipeline.routing.instant import InstantAction
+from voice_pipeline.session.conversation import Conversation
+from voice_pipeline.session.outbox import Outbox
 from voice_pipeline.session.user_turn import UserTurn
 
-log = logging.getLogger("voice_pipeline.session.session")
+log = logging.getLogger("voice_pipeline.reply.replies")
 
 
-class SessionReplies:
-    # -- speculative replies (a held ReplyHandle, see reply/lifecycle.py) ------------------------
+class Floor(Protocol):
+    """Who has the floor, as turn-taking sees it: while a reply runs, user speech is a barge-in."""
 
-    def _maybe_speculate(self, turn: UserTurn, speech_end_ms: float) -> None:
-        busy = self._active_turn_id is not None or (self._current_reply is not None and self._current_reply.running)
-        if not self.engines.speculate or busy or self._speculation is not None:
+    def response_started(self) -> None: ...
+
+    def response_finished(self) -> None: ...
+
+
+class ReplyEngines(Protocol):
+    llm: LanguageModel | None
+    tts: TextToSpeech | None
+    answerer: Answerer | None
+    speculate: bool
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+class Replies:
+    def __init__(self, session_id: str, settings: Settings, engines: ReplyEngines, metrics: PipelineMetrics,
+                 outbox: Outbox, conversation: Conversation, phrases: Phrasebook, *, floor: Floor,
+                 config: Callable[[], SessionConfig], spawn: Spawn) -> None:
+        self.session_id, self.settings, self.engines, self.metrics = session_id, settings, engines, metrics
+        self.outbox, self.conversation, self.phrases = outbox, conversation, phrases
+        self._floor, self._config, self._spawn = floor, config, spawn
+        self._response_ids = itertools.count(1)
+        self.speculation: ReplyHandle | None = None  # a reply held during the endpoint wait
+        self.current: ReplyHandle | None = None  # the live reply (or the last one)
+        self._active_turn_id: str | None = None  # the turn whose live reply holds the floor
+        self._timelines: dict[str, TurnTimeline] = {}  # response id -> its turn's marks, until first audio
+        self._last_resorts_in_row = 0
+
+    @property
+    def running(self) -> bool:
+        """A reply (live or held) is still working."""
+        live = self.current is not None and self.current.running
+        return live or (self.speculation is not None and self.speculation.running)
+
+    # -- speculation: a held ReplyHandle (reply/lifecycle.py) ---------------------------------
+
+    def speculate(self, turn: UserTurn, stt: asyncio.Task[Transcript]) -> None:
+        """At a pause: prepare the reply to the words so far, held until the turn ends."""
+        busy = self._active_turn_id is not None or (self.current is not None and self.current.running)
+        if not self.engines.speculate or busy or self.speculation is not None:
             return
-        spec = self._new_reply(turn, held=True)
-        stt = turn.stt.final(speech_end_ms, self._history_audio.end_ms)
+        spec = self._new_handle(turn, held=True)
         spec.task = self._spawn(self._speculate(spec, turn, stt))
-        self._speculation = spec
+        self.speculation = spec
 
-    def _new_reply(self, turn: UserTurn, held: bool) -> ReplyHandle:
-        return ReplyHandle(self.session_id, turn.turn_id, self.outbox, self.conversation, held)
-
-    async def _speculate(self, spec: ReplyHandle, turn: UserTurn, stt: asyncio.Task) -> None:
+    async def _speculate(self, spec: ReplyHandle, turn: UserTurn, stt: asyncio.Task[Transcript]) -> None:
         if turn.eot is not None:
             # The end-of-turn score decides when the turn is committed; on a small CPU it would be
             # slowed by the LLM and TTS of this very reply, so it goes first (briefly).
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.shield(stt)
-            with contextlib.suppress(TimeoutError):
+            except Exception:  # the reply below reports the transcript's failure
+                pass
+            try:
                 async with asyncio.timeout(0.5):
                     await turn.eot_scored.wait()
+            except TimeoutError:
+                pass
         await self._voice_turn(spec, turn, stt)
 
-    def _commit_speculation(self, spec: ReplyHandle, turn: UserTurn) -> None:
-        """The turn ended as speculated: send what was held, in order, and release its audio."""
-        self._speculation = None
+    def commit(self, turn: UserTurn) -> bool:
+        """The turn ended: if its reply was prepared, send what was held, in order, and go live."""
+        spec = self.speculation
+        if spec is None or spec.turn_id != turn.turn_id:
+            return False
+        self.speculation = None
         spec.commit()
-        turn.timeline.counters["speculation"] = "hit"
+        turn.timeline.report.speculation = "hit"
         self.metrics.speculations.labels("hit").inc()
-        self._active_turn_id = turn.turn_id
-        self._turns.response_started()
-        self._current_reply = spec
+        self._take_floor(turn)
+        self.current = spec
+        return True
 
-    def _discard_speculation(self, turn: UserTurn) -> None:
+    def discard(self, turn: UserTurn) -> None:
         """The user went on (or the turn was dropped): throw the prepared reply away at once."""
-        spec = self._speculation
+        spec = self.speculation
         if spec is None or spec.turn_id != turn.turn_id:
             return
-        self._speculation = None
+        self.speculation = None
         wasted_s = spec.discard()
-        counters = turn.timeline.counters
-        counters["speculation_misses"] = counters.get("speculation_misses", 0) + 1
-        counters["speculation_wasted_cpu_ms"] = round(counters.get("speculation_wasted_cpu_ms", 0.0) + 1000 * wasted_s, 1)
+        report = turn.timeline.report
+        report.speculation_misses += 1
+        report.speculation_wasted_cpu_ms += 1000 * wasted_s
         self.metrics.speculations.labels("miss").inc()
         self.metrics.speculation_wasted_cpu.inc(wasted_s)
 
-    # -- replies ------------------------------------------------------------------------------
+    # -- live replies -------------------------------------------------------------------------
 
-    def _start_reply_task(self, turn: UserTurn, reply, *args) -> None:
-        """Run a turn's live reply, `reply(handle, *args)`, after the previous one has finished its
-        bookkeeping (history)."""
-        previous = self._current_reply.task if self._current_reply is not None else None
+    def start_voice(self, turn: UserTurn, stt: asyncio.Task[Transcript]) -> None:
+        """Answer a spoken turn once its final transcript is in."""
+        self._start_live(turn, lambda handle: self._voice_turn(handle, turn, stt))
+
+    def start_text(self, turn: UserTurn, text: str) -> None:
+        self._start_live(turn, lambda handle: self._reply(handle, turn, text))
+
+    def start_fixed(self, turn: UserTurn, text: str) -> None:
+        """Speak a fixed phrase (an off-state, a fallback) instead of answering."""
+        self._start_live(turn, lambda handle: self._reply(handle, turn, None, fixed=text))
+
+    def _start_live(self, turn: UserTurn, body: Callable[[ReplyHandle], Awaitable[None]]) -> None:
+        """Run a live reply after the previous one has finished its bookkeeping (history)."""
+        previous = self.current.task if self.current is not None else None
+        self._take_floor(turn)  # thinking counts: speech now is a barge-in
+        handle = self._new_handle(turn, held=False)
+
+        async def after_previous() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await body(handle)
+
+        handle.task = self._spawn(after_previous())
+        self.current = handle
+
+    def interrupt(self, reason: str) -> None:
+        if self.current is None or not self.current.interrupt(reason):
+            return
+        if reason == "barge_in":
+            self.metrics.interruptions.inc()
+
+    async def wait_finished(self) -> None:
+        if self.current is not None and self.current.task is not None and not self.current.task.done():
+            await asyncio.wait([self.current.task])
+
+    def cancel_all(self) -> None:
+        """The session ends: stop the live reply (the session cancels its other tasks itself)."""
+        for handle in (self.current, self.speculation):
+            if handle is not None and handle.task is not None and not handle.task.done():
+                handle.task.cancel()
+
+    def _new_handle(self, turn: UserTurn, held: bool) -> ReplyHandle:
+        return ReplyHandle(self.session_id, turn.turn_id, self.outbox, self.conversation, held)
+
+    def _take_floor(self, turn: UserTurn) -> None:
         self._active_turn_id = turn.turn_id
-        self._turns.response_started()  # thinking counts: speech now is a barge-in
-        handle = self._new_reply(turn, held=False)
-        handle.task = self._spawn(self._after(previous, reply, handle, *args))
-        self._current_reply = handle
+        self._floor.response_started()
 
-    @staticmethod
-    async def _after(previous: asyncio.Task | None, reply, *args):
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])
-        return await reply(*args)
-
-    def _release_turn(self, turn: UserTurn) -> None:
+    def _release_floor(self, turn: UserTurn) -> None:
         if self._active_turn_id == turn.turn_id:
             self._active_turn_id = None
-            self._turns.response_finished()
+            self._floor.response_finished()
 
-    async def _voice_turn(self, handle: ReplyHandle, turn: UserTurn, stt: asyncio.Task) -> None:
+    # -- one reply, from the transcript to response.done --------------------------------------
+
+    async def _voice_turn(self, handle: ReplyHandle, turn: UserTurn, stt: asyncio.Task[Transcript]) -> None:
         try:
             async with asyncio.timeout(self.settings.budgets.stt_final_ms / 1000.0):
                 transcript = await asyncio.shield(stt)
@@ -107,61 +189,62 @@ class SessionReplies:
             stt.cancel()
             why = "budget" if isinstance(exc, TimeoutError) else "failed"
             self.metrics.fallbacks.labels("stt", why).inc()
-            turn.timeline.counters["stt_fallback"] = why
+            turn.timeline.report.stt_fallback = why
             if why == "failed":
                 self._reply_error(handle, "stage_failed", str(exc))
             return await self._reply(handle, turn, None, fixed=SORRY)
         except asyncio.CancelledError:
             stt.cancel()
-            self._release_turn(turn)
+            self._release_floor(turn)
             raise
         turn.timeline.mark("stt_final", now())
-        turn.timeline.counters.update(
-            stt_reused_partial=turn.stt.reused_partial, stt_discarded_finals=turn.stt.discarded_finals
-        )
+        if turn.stt is not None:
+            turn.timeline.report.stt_reused_partial = turn.stt.reused_partial
+            turn.timeline.report.stt_discarded_finals = turn.stt.discarded_finals
         handle.event(EventKind.TRANSCRIPT_FINAL, transcript=transcript.text)
         if transcript.text.strip():
             await self._reply(handle, turn, transcript.text)
         else:
-            self._release_turn(turn)
+            self._release_floor(turn)
 
     def _answer_for(self, user_text: str | None, fixed: str | None) -> Answer:
         if fixed is not None:
             return Answer("cached", "fallback", text=fixed)
         if self.engines.answerer is None:
             return Answer("small", "routing_off", llm=self.engines.llm)
-        return self.engines.answerer.plan(user_text, self.conversation.last_reply())
+        return self.engines.answerer.plan(user_text or "", self.conversation.last_reply())
 
     async def _reply(self, handle: ReplyHandle, turn: UserTurn, user_text: str | None, fixed: str | None = None) -> None:
         """Reply to `user_text`, or speak `fixed` (a cascade answer for a turn that got no text)."""
         answer = self._answer_for(user_text, fixed)
-        counters = turn.timeline.counters
-        counters.update(route=answer.route, route_reason=answer.reason, route_ms=answer.route_ms)
+        report = turn.timeline.report
+        report.route, report.route_reason, report.route_ms = answer.route, answer.reason, answer.route_ms
         if answer.confidence is not None:
-            counters["route_confidence"] = round(answer.confidence, 3)
+            report.route_confidence = round(answer.confidence, 3)
         if answer.action is not None:
-            counters["action"] = answer.action.value
+            report.action = answer.action.value
         self.metrics.routes.labels(answer.route).inc()
         if answer.action is InstantAction.CANCEL:  # "stop": the barge-in already silenced the reply
-            return self._release_turn(turn)
-        record = ReplyRecord(f"r{next(self._ids)}")
-        self._reply_timelines[record.response_id] = turn.timeline
-        messages = self.conversation.prompt(self.config.instructions, user_text or "")
+            return self._release_floor(turn)
+        config = self._config()
+        record = ReplyRecord(f"r{next(self._response_ids)}")
+        self._timelines[record.response_id] = turn.timeline
+        messages = self.conversation.prompt(config.instructions, user_text or "")
         if user_text is not None:
             self.conversation.add_user(user_text)
             self._log_text("user", user_text)
-        handle.open_audio(record, self.config.output_rate_hz)
+        handle.open_audio(record, config.output_rate_hz)
         handle.event(EventKind.RESPONSE_CREATED, response_id=record.response_id)
         reply = Reply(record, turn.timeline, session_id=self.session_id, turn_id=turn.turn_id,
-                      llm=answer.llm or self.engines.llm, tts=self.engines.tts, outbox=self.outbox,
-                      output_rate_hz=self.config.output_rate_hz, emit=handle.emit)
+                      tts=self.engines.tts, outbox=self.outbox,
+                      output_rate_hz=config.output_rate_hz, emit=handle.emit)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
                          tts.stream_text)
         status, reason, level = "completed", None, "none"
         try:
             try:
-                level = await produce(reply, answer, plan, self.phrases, counters,
+                level = await produce(reply, answer, plan, self.phrases, report,
                                       self.settings.budgets.first_audio_ms / 1000.0)
             except EngineError as exc:
                 self._reply_error(handle, "stage_failed", str(exc))
@@ -184,19 +267,23 @@ class SessionReplies:
             self.outbox.flush(record.response_id)
             self._reply_error(handle, "stage_failed", reason)
         finally:
-            counters["answered_by"] = level
-            if counters.get("first_audio_budget_miss"):
-                self.metrics.fallbacks.labels("first_audio", "budget").inc()
-            for attempt in counters.get("llm_attempts", []):
-                if attempt["outcome"] != "answered":
-                    self.metrics.fallbacks.labels("llm", attempt["outcome"]).inc()
+            report.answered_by = level
+            self._count_fallbacks(turn.timeline)
             if handle.finish():  # a held or discarded reply answered nobody: no history, events or metrics
                 self._count_answer(handle, level, status)
-                self._finish_reply(handle, turn, record, status, reason)
+                self._finish(handle, turn, record, status, reason)
             else:
-                self._release_turn(turn)
+                self._release_floor(turn)
                 self.outbox.end_reply(record.response_id)
-                self._reply_timelines.pop(record.response_id, None)
+                self._timelines.pop(record.response_id, None)
+
+    def _count_fallbacks(self, timeline: TurnTimeline) -> None:
+        report = timeline.report
+        if report.first_audio_budget_miss:
+            self.metrics.fallbacks.labels("first_audio", "budget").inc()
+        for attempt in report.llm.attempts if report.llm is not None else []:
+            if attempt.outcome.value != "answered":
+                self.metrics.fallbacks.labels("llm", attempt.outcome.value).inc()
 
     def _reply_error(self, handle: ReplyHandle, code: str, message: str) -> None:
         """An error of the reply path: counted like any, and sent only if the reply is (held with it)."""
@@ -219,61 +306,45 @@ class SessionReplies:
             self.metrics.escalations.inc()
             handle.emit(ServerEvent(EventKind.ESCALATION, self.session_id, data={"reason": "repeated_failures"}))
 
-    def _finish_reply(self, handle: ReplyHandle, turn: UserTurn, record: ReplyRecord, status: str,
-                      reason: str | None) -> None:
+    def _finish(self, handle: ReplyHandle, turn: UserTurn, record: ReplyRecord, status: str,
+                reason: str | None) -> None:
         """The reply's bookkeeping: the only place a reply is written to the history."""
-        self._release_turn(turn)
+        self._release_floor(turn)
         self.outbox.end_reply(record.response_id)
-        self._reply_timelines.pop(record.response_id, None)  # a reply that never sent audio
+        self._timelines.pop(record.response_id, None)  # a reply that never sent audio
         heard = record.text if status == "completed" else record.played_text(self.outbox.played_ms(record.response_id))
         self.conversation.set_reply(heard)
         self.conversation.log_reply(heard)
         self._log_text("assistant", heard)
-        data = {"status": status, "text": record.text, "played_text": heard}
+        data: dict[str, object] = {"status": status, "text": record.text, "played_text": heard}
         if reason:
             data["reason"] = reason
         handle.event(EventKind.RESPONSE_DONE, response_id=record.response_id, **data)
         summary = turn.timeline.summary()
         summary.update(llm_tokens=record.tokens, audio_out_ms=round(self.outbox.sent_ms(record.response_id), 1))
-        handle.event(EventKind.TURN_METRICS, response_id=record.response_id,
-                     input="text" if turn.timeline.origin == "input_end" else "audio", **summary)
-        self.metrics.observe_turn(summary, "text" if turn.timeline.origin == "input_end" else "audio", status)
+        input_kind = "text" if turn.timeline.origin == "input_end" else "audio"
+        handle.event(EventKind.TURN_METRICS, response_id=record.response_id, input=input_kind, **summary)
+        self.metrics.observe_turn(summary, input_kind, status)
 
-    def _interrupt(self, reason: str) -> None:
-        if self._current_reply is None or not self._current_reply.interrupt(reason):
-            return
-        if reason == "barge_in":
-            self.metrics.interruptions.inc()
+    # -- what the user heard ------------------------------------------------------------------
 
-    async def _wait_reply_finished(self) -> None:
-        if self._current_reply is not None and self._current_reply.running:
-            assert self._current_reply.task is not None
-            await asyncio.wait([self._current_reply.task])
-
-    def _truncate(self, response_id: str, audio_end_ms: float) -> None:
-        """The client says how much of a reply it played (conversation.item.truncate)."""
-        if not isinstance(audio_end_ms, (int, float)) or not math.isfinite(audio_end_ms):
-            # NaN would compare false everywhere and cut the whole reply from the history.
-            return self.error("invalid_event", "audio_end_ms must be a finite number", event_type="conversation.item.truncate")
-        if not self._keep_heard(response_id, audio_end_ms):
-            return self.error("invalid_event", f"no reply {response_id!r} to truncate", event_type="conversation.item.truncate")
-
-    def playback_finished(self, response_id: str, heard_ms: float, interrupted: bool) -> None:
-        """A sink that knows what its far end played (a phone line) reports the end of a reply's
-        playback, after the reply's response.done: an interrupted reply stays in the history only
-        as far as it was heard."""
-        if interrupted and math.isfinite(heard_ms) and not self._keep_heard(response_id, heard_ms):
-            log.info("session %s: playback report for %s, which is no longer the last reply", self.session_id, response_id)
-
-    def _keep_heard(self, response_id: str, heard_ms: float) -> bool:
-        """Rewrite the last reply in the history to the words heard in its first `heard_ms`."""
-        record = self._current_reply.record if self._current_reply is not None else None
+    def keep_heard(self, response_id: str, heard_ms: float) -> bool:
+        """Rewrite the last reply in the history to the words heard in its first `heard_ms`;
+        False if `response_id` is not the last reply or `heard_ms` is not a finite number."""
+        if not math.isfinite(heard_ms):  # NaN compares false everywhere: it would cut the whole reply
+            return False
+        record = self.current.record if self.current is not None else None
         if record is None or record.response_id != response_id:
             return False
         self.conversation.set_reply(record.played_text(max(0.0, float(heard_ms))))
         return True
 
-    def _on_first_audio(self, response_id: str, t: float) -> None:
-        timeline = self._reply_timelines.pop(response_id, None)
+    def on_first_audio(self, response_id: str, t: float) -> None:
+        """The outbox sent a reply's first audio at `t`: the turn's last latency mark."""
+        timeline = self._timelines.pop(response_id, None)
         if timeline is not None:
             timeline.mark("first_audio_sent", t)
+
+    def _log_text(self, role: str, text: str) -> None:
+        if self.settings.server.log_transcripts:
+            log.info("session %s %s: %s", self.session_id, role, text)

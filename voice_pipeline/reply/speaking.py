@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from voice_pipeline.metrics import TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.reply.chunker import SpeakableChunker, clean_for_speech
 from voice_pipeline.session.outbox import Outbox
+
+if TYPE_CHECKING:
+    from voice_pipeline.engines.fallback import FallbackRecord
 
 _PIECE_QUEUE = 8
 
@@ -62,7 +65,7 @@ class ReplyPlan:
     first_piece_min_words: int = 3
     piece_min_words: int = 8
     stream_text: bool = True  # False: the whole reply is written before any of it is spoken
-    llm_record: object | None = None  # a FallbackRecord, filled in by a cascading LLM
+    llm_record: FallbackRecord | None = None  # filled in by a cascading LLM
 
 
 class Reply:
@@ -73,7 +76,6 @@ class Reply:
         *,
         session_id: str,
         turn_id: str,
-        llm: LanguageModel,
         tts: TextToSpeech | None,
         outbox: Outbox,
         output_rate_hz: int,
@@ -81,18 +83,19 @@ class Reply:
     ) -> None:
         self.session_id, self.turn_id = session_id, turn_id
         self.record, self.timeline = record, timeline
-        self.llm, self.tts, self.outbox = llm, tts, outbox
+        self.tts, self.outbox = tts, outbox
         self.output_rate_hz = output_rate_hz
         self._emit = emit
 
     def _event(self, kind: EventKind, **data: object) -> None:
         self._emit(ServerEvent(kind, self.session_id, turn_id=self.turn_id, response_id=self.record.response_id, data=data))
 
-    async def run(self, plan: ReplyPlan) -> None:
+    async def run(self, llm: LanguageModel, plan: ReplyPlan) -> None:
+        """Write the reply with `llm` and speak it as it is written."""
         pieces: asyncio.Queue[str | None] = asyncio.Queue(_PIECE_QUEUE)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._write(plan, pieces))
+                group.create_task(self._write(llm, plan, pieces))
                 group.create_task(self._speak(pieces))
         except ExceptionGroup as group_error:
             raise group_error.exceptions[0] from None  # the first failure decides the reply's fate
@@ -130,10 +133,10 @@ class Reply:
         self.record.pieces.append(SpokenPiece(text, 1000.0 * len(out) / self.output_rate_hz))
         await self.outbox.add_audio(self.record.response_id, out)
 
-    async def _write(self, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
+    async def _write(self, llm: LanguageModel, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
         chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words)
         extra = {"record": plan.llm_record} if plan.llm_record is not None else {}
-        stream = self.llm.stream(plan.messages, max_tokens=plan.max_tokens, **extra)
+        stream = llm.stream(plan.messages, max_tokens=plan.max_tokens, **extra)
         try:
             async for delta in stream:
                 self.record.tokens += 1

@@ -10,43 +10,46 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
-from voice_pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from voice_pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech, Transcript
 from voice_pipeline.errors import EngineError, ProtocolError
 from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
 from voice_pipeline.protocol import commands as cmd
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.protocol.session_config import SessionConfig
 from voice_pipeline.reply.answer import Answerer
-from voice_pipeline.reply.handle import ReplyHandle
 from voice_pipeline.reply.phrasebook import STT_OFF, Phrasebook
-from voice_pipeline.reply.replies import SessionReplies
+from voice_pipeline.reply.replies import Replies
 from voice_pipeline.session.audio_history import AudioHistory
 from voice_pipeline.session.bounded import DropOldestQueue
 from voice_pipeline.session.conversation import Conversation
 from voice_pipeline.session.end_of_turn import EndOfTurnScorer, LatestTextScorer
 from voice_pipeline.session.outbox import Outbox, Sink
 from voice_pipeline.session.transcription import TurnTranscriber
-from voice_pipeline.session.user_turn import UserTurn
+from voice_pipeline.session.user_turn import UserTurn, VoiceTurn
 from voice_pipeline.session.turn import (
     BargeIn,
     EndOfTurn,
     SilenceStarted,
     SpeechResumed,
     SpeechStarted,
+    Action,
     TurnConfig,
     TurnTaking,
     UserState,
 )
 
 log = logging.getLogger("voice_pipeline.session.session")
+T = TypeVar("T")
 VAD_FRAME_MS = 32.0
 
 
@@ -76,14 +79,15 @@ class _Frame:
     t: float  # arrival, monotonic
 
 
-class Session(SessionReplies):
+class Session:
     def __init__(self, session_id: str, settings: Settings, engines: Engines, metrics: PipelineMetrics) -> None:
         self.session_id, self.settings, self.engines, self.metrics = session_id, settings, engines, metrics
         self.config = SessionConfig.from_settings(settings, engines.system_prompt)
         self.started = False
         self.conversation = Conversation(settings.llm.history_turns)
         self.outbox = Outbox(
-            session_id, settings.tts.frame_ms, settings.tts.pacing_lead_ms, on_first_audio=self._on_first_audio
+            session_id, settings.tts.frame_ms, settings.tts.pacing_lead_ms,
+            on_first_audio=lambda response_id, t: self.replies.on_first_audio(response_id, t),
         )
         self._audio_in: DropOldestQueue[_Frame] = DropOldestQueue(settings.server.audio_in_queue_frames)
         self._turns = TurnTaking(self._turn_config())
@@ -93,15 +97,13 @@ class Session(SessionReplies):
         self._vad_pos_ms = 0.0
         self._last_frame = (0.0, 0.0)  # (arrival t, stream position ms at the frame's end)
         self._input_start_ms = 0.0  # with VAD off, the turn is everything since this position
-        self._turn: UserTurn | None = None
-        self._ids = itertools.count(1)
-        self._active_turn_id: str | None = None
-        self._current_reply: ReplyHandle | None = None  # the live reply (or the last one)
-        self._reply_timelines: dict[str, TurnTimeline] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self.phrases = engines.phrases or Phrasebook(22_050)
-        self._last_resorts_in_row = 0
-        self._speculation: ReplyHandle | None = None  # a reply held during the endpoint wait
+        self._turn: VoiceTurn | None = None
+        self._turn_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.replies = Replies(
+            session_id, settings, engines, metrics, self.outbox, self.conversation,
+            engines.phrases or Phrasebook(22_050), floor=self._turns, config=lambda: self.config, spawn=self._spawn,
+        )
 
     # -- transport-facing API -----------------------------------------------------------------
 
@@ -114,8 +116,9 @@ class Session(SessionReplies):
                 group.create_task(self._input_loop())
         finally:
             self.metrics.sessions.dec()
-            for task in [self._current_reply.task if self._current_reply else None, *self._tasks]:
-                if task is not None and not task.done():
+            self.replies.cancel_all()
+            for task in self._tasks:
+                if not task.done():
                     task.cancel()
 
     def feed_pcm16(self, data: bytes) -> None:
@@ -138,8 +141,7 @@ class Session(SessionReplies):
     @property
     def busy(self) -> bool:
         """In the middle of something a stop should not cut: the user speaking, or a reply running."""
-        running = self._current_reply is not None and self._current_reply.running
-        return self._turn is not None or running or (self._speculation is not None and self._speculation.running)
+        return self._turn is not None or self.replies.running
 
     @property
     def max_audio_frame_bytes(self) -> int:
@@ -164,12 +166,27 @@ class Session(SessionReplies):
             case cmd.TruncateReply(response_id, audio_end_ms):
                 self._truncate(response_id, audio_end_ms)
             case cmd.CancelResponse():
-                self._interrupt("cancelled_by_client")
+                self.replies.interrupt("cancelled_by_client")
             case cmd.ResetConversation():
-                self._interrupt("reset")
-                await self._wait_reply_finished()
+                self.replies.interrupt("reset")
+                await self.replies.wait_finished()
                 self.conversation.reset()
                 self._emit(EventKind.RESET_DONE)
+
+    def playback_finished(self, response_id: str, heard_ms: float, interrupted: bool) -> None:
+        """A sink that knows what its far end played (a phone line) reports the end of a reply's
+        playback, after the reply's response.done: an interrupted reply stays in the history only
+        as far as it was heard."""
+        if interrupted and not self.replies.keep_heard(response_id, heard_ms):
+            log.info("session %s: playback report for %s, which is not the last reply", self.session_id, response_id)
+
+    def _truncate(self, response_id: str, audio_end_ms: float) -> None:
+        """The client says how much of a reply it played (conversation.item.truncate)."""
+        event_type = "conversation.item.truncate"
+        if not isinstance(audio_end_ms, (int, float)) or not math.isfinite(audio_end_ms):
+            return self.error("invalid_event", "audio_end_ms must be a finite number", event_type=event_type)
+        if not self.replies.keep_heard(response_id, audio_end_ms):
+            return self.error("invalid_event", f"no reply {response_id!r} to truncate", event_type=event_type)
 
     def error(self, code: str, message: str, recoverable: bool = True, event_type: str | None = None) -> None:
         self.metrics.errors.labels(code).inc()
@@ -181,13 +198,13 @@ class Session(SessionReplies):
 
     # -- session settings ---------------------------------------------------------------------
 
-    def _start(self, config) -> None:
+    def _start(self, config: Mapping[str, Any] | None) -> None:
         if self.started:
             return self.error("invalid_event", "the session has already started", event_type="session.start")
         self.started = True
         self._apply_config(config or {}, EventKind.SESSION_CREATED)
 
-    def _apply_config(self, data, kind: EventKind) -> None:
+    def _apply_config(self, data: Mapping[str, Any], kind: EventKind) -> None:
         try:
             new = self.config.updated(data)
         except ProtocolError as exc:
@@ -211,7 +228,7 @@ class Session(SessionReplies):
             vad_enabled=config.vad_enabled,
         )
 
-    def _limits(self) -> dict:
+    def _limits(self) -> dict[str, int]:
         server = self.settings.server
         return {
             "max_text_frame_bytes": server.max_text_frame_bytes,
@@ -246,7 +263,7 @@ class Session(SessionReplies):
         arrival_t, end_ms = self._last_frame
         return arrival_t - max(0.0, end_ms - position_ms) / 1000.0
 
-    async def _apply_actions(self, actions) -> None:
+    async def _apply_actions(self, actions: Iterable[Action]) -> None:
         for action in actions:
             match action:
                 case SpeechStarted(start_ms):
@@ -256,15 +273,15 @@ class Session(SessionReplies):
                     if self._turn and self.settings.stt.early_final and self.settings.capabilities.stt:
                         self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
                         self._score_end_of_turn(self._turn, speech_end_ms)
-                        self._maybe_speculate(self._turn, speech_end_ms)
+                        self.replies.speculate(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
                 case SpeechResumed():
                     if self._turn:
-                        self._discard_speculation(self._turn)
+                        self.replies.discard(self._turn)
                         self._turn.stt.speech_resumed()
                 case EndOfTurn():
                     self._end_turn(action)
                 case BargeIn():
-                    self._interrupt("barge_in")
+                    self.replies.interrupt("barge_in")
 
     def _end_turn(self, end: EndOfTurn) -> None:
         turn = self._turn
@@ -279,29 +296,23 @@ class Session(SessionReplies):
         if turn.eot is not None:
             turn.eot.cancel()
             if turn.eot.latest is not None:
-                turn.timeline.counters["eot_probability"] = round(turn.eot.latest, 3)
+                turn.timeline.report.eot_probability = round(turn.eot.latest, 3)
         self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(end.speech_end_ms))
         self._emit(EventKind.INPUT_COMMITTED, turn_id=turn.turn_id)
-        spec = self._speculation
-        if spec is not None and spec.turn_id == turn.turn_id:
-            return self._commit_speculation(spec, turn)
-        self._discard_speculation(turn)
+        if self.replies.commit(turn):  # its reply was prepared during the pause
+            return
         if not self.settings.capabilities.stt:  # an off-state: say so, from cached audio
-            return self._start_reply_task(turn, self._reply, turn, None, STT_OFF)
-        stt = turn.stt.final(end.speech_end_ms, self._history_audio.end_ms)
-        self._start_reply_task(turn, self._voice_turn, turn, stt)
+            return self.replies.start_fixed(turn, STT_OFF)
+        self.replies.start_voice(turn, turn.stt.final(end.speech_end_ms, self._history_audio.end_ms))
 
-    def _new_turn(self, start_ms: float) -> UserTurn:
-        turn = UserTurn(f"t{next(self._ids)}", start_ms)
+    def _new_turn(self, start_ms: float) -> VoiceTurn:
+        turn_id = f"t{next(self._turn_ids)}"
 
         def on_partial(text: str) -> None:
             if self._turn is turn:
-                self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn.turn_id, transcript=text)
+                self._emit(EventKind.TRANSCRIPT_PARTIAL, turn_id=turn_id, transcript=text)
 
-        if self.engines.eot is not None:
-            turn.eot = LatestTextScorer(self.engines.eot, lambda _text, p: self._eot_hint(turn, p))
-
-        turn.stt = TurnTranscriber(
+        stt = TurnTranscriber(
             self.engines.stt,
             self._history_audio.slice_ms,
             start_ms - self.settings.vad.prefix_padding_ms,
@@ -309,30 +320,34 @@ class Session(SessionReplies):
             self.settings.stt.partial_interval_ms,
             on_partial if self.config.partials and self.settings.capabilities.stt else None,
         )
+        turn = VoiceTurn(turn_id, start_ms, stt=stt)
+        if self.engines.eot is not None:
+            turn.eot = LatestTextScorer(self.engines.eot, lambda _text, p: self._eot_hint(turn, p))
         return turn
 
-    def _score_end_of_turn(self, turn: UserTurn, speech_end_ms: float) -> None:
+    def _score_end_of_turn(self, turn: VoiceTurn, speech_end_ms: float) -> None:
         """At a pause, score the pause's own transcript and hold the endpoint until it is scored.
 
         Partials are usually a second behind the speech, so their scores are not applied here;
         the wait for the fresh score costs little because the reply is prepared meanwhile.
         """
-        if turn.eot is None:
+        scorer = turn.eot
+        if scorer is None:
             return
         self._turns.expect_hint()
 
-        def score(task: asyncio.Task) -> None:
+        def score(task: asyncio.Task[Transcript]) -> None:
             if self._turn is not turn:
                 return
             if task.cancelled() or task.exception() is not None or not task.result().text.strip():
                 turn.eot_scored.set()
                 self._turns.hint_end_of_turn(None)  # nothing to score: plain silence decides
             else:
-                turn.eot.submit(task.result().text)
+                scorer.submit(task.result().text)
 
         turn.stt.final(speech_end_ms, self._history_audio.end_ms).add_done_callback(score)
 
-    def _eot_hint(self, turn: UserTurn, probability: float | None) -> None:
+    def _eot_hint(self, turn: VoiceTurn, probability: float | None) -> None:
         """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
         turn.eot_scored.set()
         if self._turn is turn and self._turns.state is UserState.PAUSED:
@@ -342,31 +357,31 @@ class Session(SessionReplies):
         if self._turn is not None and self._turn.eot is not None:
             self._turn.eot.cancel()
         if self._turn is not None:
-            self._discard_speculation(self._turn)
+            self.replies.discard(self._turn)
             self._turn.stt.cancel()
         self._turn = None
 
     async def _text_turn(self, text: str) -> None:
         if self._turn is not None:
-            self._discard_speculation(self._turn)
-        self._interrupt("new_input")
-        turn = UserTurn(f"t{next(self._ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
+            self.replies.discard(self._turn)
+        self.replies.interrupt("new_input")
+        turn = UserTurn(f"t{next(self._turn_ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
         turn.timeline.mark("input_end", now())
-        self._start_reply_task(turn, self._reply, turn, text)
+        self.replies.start_text(turn, text)
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _emit(self, kind: EventKind, turn_id: str | None = None, response_id: str | None = None, **data) -> None:
+    def _emit(self, kind: EventKind, turn_id: str | None = None, response_id: str | None = None, **data: Any) -> None:
         """Send a session event (a reply's own events go through its ReplyHandle, which may hold them)."""
         self.outbox.emit(ServerEvent(kind, self.session_id, turn_id=turn_id, response_id=response_id, data=data))
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
-    def _task_done(self, task: asyncio.Task) -> None:
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
         """A session task ended: a failure nobody awaited is counted and logged, never left unretrieved."""
         self._tasks.discard(task)
         if task.cancelled() or task.exception() is None:
@@ -378,6 +393,3 @@ class Session(SessionReplies):
         log.error("session %s: task %s failed with %s", self.session_id, task.get_name(), type(exc).__name__,
                   exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
-    def _log_text(self, role: str, text: str) -> None:
-        if self.settings.server.log_transcripts:
-            log.info("session %s %s: %s", self.session_id, role, text)

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from voice_pipeline.engines.base import SpeechToText, Transcript
+from voice_pipeline.errors import EngineError
 
 _FINAL_TAIL_MS = 100.0  # audio kept after the last speech frame, so the last word is not clipped
 
@@ -36,7 +37,7 @@ class _Pass:
 class TurnTranscriber:
     def __init__(
         self,
-        stt: SpeechToText,
+        stt: SpeechToText | None,  # None: STT is switched off, and every pass fails as a stage failure
         audio: Callable[[float, float], np.ndarray],
         start_ms: float,
         spawn: Callable[..., asyncio.Task[Transcript]],
@@ -105,6 +106,8 @@ class TurnTranscriber:
         return transcript
 
     async def _transcribe(self, end_ms: float, final: bool) -> Transcript:
+        if self._stt is None:
+            raise EngineError("stt", "speech-to-text is switched off")
         started = time.perf_counter()
         transcript = await self._stt.transcribe(self._audio(self.start_ms, end_ms), final=final)
         self._last_pass_ms = 1000.0 * (time.perf_counter() - started)

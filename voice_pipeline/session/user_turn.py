@@ -18,3 +18,10 @@ class UserTurn:
     stt: TurnTranscriber | None = None
     eot: LatestTextScorer | None = None
     eot_scored: asyncio.Event = field(default_factory=asyncio.Event)  # this pause's text was scored
+
+
+@dataclass
+class VoiceTurn(UserTurn):
+    """A spoken turn: it always has its transcriber."""
+
+    stt: TurnTranscriber = field(kw_only=True)
