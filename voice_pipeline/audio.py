@@ -1,14 +1,13 @@
-"""PCM16 conversions, WAV I/O and a streaming polyphase resampler (numpy only)."""
+"""PCM16 conversions, WAV I/O and resampling (libsoxr through python-soxr), one-shot or streaming."""
 
 from __future__ import annotations
 
 import io
 import wave
-from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 PIPELINE_RATE_HZ = 16_000
 SUPPORTED_RATES_HZ = (8_000, 16_000, 22_050, 24_000, 44_100, 48_000)
@@ -62,75 +61,58 @@ def wav_bytes(audio: np.ndarray, rate_hz: int) -> bytes:
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=32)
-def _lowpass_taps(up: int, down: int, taps_per_phase: int = 24) -> np.ndarray:
-    """Kaiser-windowed sinc low-pass for rational resampling by up/down (gain `up`)."""
-    cutoff = 0.5 / max(up, down)  # in cycles per sample at the upsampled rate
-    half = taps_per_phase * max(up, down) // 2
-    n = np.arange(-half, half + 1, dtype=np.float64)
-    taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(len(n), 8.0)
-    return taps * up / taps.sum()
-
-
 class StreamingResampler:
-    """Rational polyphase resampler that keeps its history across calls.
+    """One direction of one stream, resampled by libsoxr (python-soxr's `ResampleStream`, HQ).
 
-    The filter is centred on each output sample, so there is no delay to compensate: an output
-    sample is emitted as soon as every input sample it needs has arrived. Feeding a signal in
-    pieces gives exactly the same output as feeding it whole.
+    soxr compensates its own filter delay: output sample k is the signal at time k / to_hz, and a
+    flushed stream yields exactly len(input) * to_hz / from_hz samples (rounded), so positions in
+    ms mean the same on both sides. It does hold back a few tens of ms while streaming (its
+    latency, see `held_ms`), released by later input or by `final=True`. Feeding a signal in
+    pieces gives the same output as feeding it whole, within float32 rounding.
     """
 
-    def __init__(self, from_hz: int, to_hz: int) -> None:
-        ratio = Fraction(to_hz, from_hz)
+    def __init__(self, from_hz: int, to_hz: int, quality: str = "HQ") -> None:
         self.from_hz, self.to_hz = from_hz, to_hz
-        self.up, self.down = ratio.numerator, ratio.denominator
-        self._taps = _lowpass_taps(self.up, self.down)
-        self._half = (len(self._taps) - 1) // 2
-        self._history = np.zeros(0, dtype=np.float64)  # input samples still needed
-        self._history_start = 0  # absolute index of _history[0]
-        self._next_out = 0  # absolute index (at the output rate) of the next output sample
+        self.samples_in = 0  # since the last reset
+        self.samples_out = 0
+        self._stream = None if from_hz == to_hz else soxr.ResampleStream(from_hz, to_hz, 1, dtype="float32",
+                                                                         quality=quality)
 
     @property
     def passthrough(self) -> bool:
-        return self.up == self.down
+        return self._stream is None
+
+    @property
+    def held_ms(self) -> float:
+        """Input received but not yet released as output (the resampler's current latency)."""
+        return max(0.0, 1000.0 * (self.samples_in / self.from_hz - self.samples_out / self.to_hz))
 
     def process(self, audio: np.ndarray, final: bool = False) -> np.ndarray:
-        """Resample the next piece of the stream; `final=True` flushes the filter's tail."""
-        audio = np.asarray(audio, dtype=np.float32)
-        if self.passthrough:
+        """Resample the next piece of the stream; `final=True` flushes the tail and starts a new stream."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if self._stream is None:
             return audio
-        buf = np.concatenate([self._history, audio.astype(np.float64)])
-        end_in = self._history_start + len(buf)  # absolute index one past the last input sample
+        out: np.ndarray = self._stream.resample_chunk(audio, last=final)
+        self.samples_in += len(audio)
+        self.samples_out += len(out)
         if final:
-            buf = np.concatenate([buf, np.zeros(self._half // self.up + 2)])
-        out = self._render(buf, end_in, final)
-        keep_from = max(0, (self._next_out * self.down - self._half) // self.up - self._history_start - 1)
-        self._history = buf[keep_from:] if not final else np.zeros(0)
-        self._history_start += keep_from
-        return out.astype(np.float32)
+            self.reset()
+        return out
 
-    def _render(self, buf: np.ndarray, end_in: int, final: bool) -> np.ndarray:
-        up, down, taps, half = self.up, self.down, self._taps, self._half
-        # Output sample k sits at upsampled position k*down; it needs inputs up to (k*down+half)/up.
-        limit_up = end_in * up if final else end_in * up - half
-        last_k = (limit_up - 1) // down if limit_up > 0 else -1
-        ks = np.arange(self._next_out, last_k + 1)
-        if len(ks) == 0:
-            return np.zeros(0)
-        pos = ks * down  # position of each output in the upsampled grid
-        first_in = -(-(pos - half) // up)  # ceil
-        n_taps = half * 2 // up + 2
-        idx = first_in[:, None] + np.arange(n_taps)[None, :]  # input indices
-        tap_idx = idx * up - pos[:, None] + half
-        valid = (tap_idx >= 0) & (tap_idx < len(taps)) & (idx >= self._history_start)
-        rel = np.clip(idx - self._history_start, 0, len(buf) - 1)
-        values = np.where(valid, buf[rel], 0.0) * np.where(valid, taps[np.clip(tap_idx, 0, len(taps) - 1)], 0.0)
-        self._next_out = int(ks[-1]) + 1
-        return values.sum(axis=1)
+    def flush(self) -> np.ndarray:
+        """Everything still held (the stream's end); the next input starts a fresh stream."""
+        return self.process(np.zeros(0, dtype=np.float32), final=True)
+
+    def reset(self) -> None:
+        """Drop what is held (barge-in) and start a fresh stream."""
+        if self._stream is not None:
+            self._stream.clear()
+        self.samples_in = self.samples_out = 0
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Resample a whole signal (one-shot form of StreamingResampler)."""
+    """Resample a whole signal (libsoxr, HQ)."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
     if from_hz == to_hz:
-        return np.asarray(audio, dtype=np.float32)
-    return StreamingResampler(from_hz, to_hz).process(audio, final=True)
+        return audio
+    return np.asarray(soxr.resample(audio, from_hz, to_hz, quality="HQ"), dtype=np.float32)

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 from voice_pipeline.app.cli import train_targets
+from voice_pipeline.engines.text_eot import LlamaEndLogProb
 from voice_pipeline.session.end_of_turn import (
     CALIBRATION_PATH,
     DATA_VERSION,
     EOT_DIR,
     Calibration,
-    LlamaEndLogProb,
     normalize,
 )
 from voice_pipeline.session.turn import TurnConfig, TurnTaking
@@ -36,6 +36,30 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     train = train_targets(subparsers).add_parser("eot", help="calibrate the end-of-turn scorer on train")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=_train)
+    turns = evals.add_parser("turn-taking", help="false cut-offs and endpoint wait on the pause corpus, per signal")
+    turns.add_argument("--signals", default="silence,text,audio,audio+text", help="comma-separated: silence, text, "
+                       "audio, audio+text (default: all four)")
+    turns.add_argument("--split", default="all", choices=("all", "calibrate", "test"))
+    turns.add_argument("--calibrate", type=float, metavar="MAX_CUT_OFF_RATE",
+                       help="choose the thresholds on the calibrate split within this false cut-off rate")
+    turns.add_argument("--json", action="store_true")
+    turns.set_defaults(run=_turn_taking)
+
+
+def _turn_taking(args: argparse.Namespace) -> int:
+    from voice_pipeline.app.settings import Settings
+    from voice_pipeline.bench.turn_report import ALL_SIGNALS, run, table
+    from voice_pipeline.session.end_of_turn import AudioPolicy
+
+    names = tuple(n for n in args.signals.split(",") if n)
+    if unknown := [n for n in names if n not in ALL_SIGNALS]:
+        print(f"eval turn-taking: unknown signals {unknown}; known: {', '.join(ALL_SIGNALS)}")
+        return 2
+    report = run(names, args.split, AudioPolicy.from_settings(Settings.load().vad), args.calibrate)
+    report["command"] = "voice-pipeline eval turn-taking " + " ".join(
+        f"--{k} {v}" for k, v in (("signals", args.signals), ("split", args.split), ("calibrate", args.calibrate)) if v)
+    print(json.dumps(report, indent=2) if args.json else table(report))
+    return 0
 
 
 # -- data and scoring -----------------------------------------------------------------------------

@@ -52,9 +52,15 @@ class TurnReport:
     first_audio_budget_miss: bool = False
     llm: FallbackRecord | None = None  # the LLM cascade's attempts, when a cascade answered
     answered_by: str | None = None
+    end_of_turn: dict[str, Any] | None = None  # eot_signal, eot_decision, eot_score... (session/end_of_turn.py)
+
+    def set_end_of_turn(self, verdict: Any) -> dict[str, Any]:
+        """Keep the end-of-turn verdict (a session.end_of_turn.Verdict) for `turn.metrics`."""
+        self.end_of_turn = verdict.to_wire()
+        return self.end_of_turn
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {}
+        wire: dict[str, Any] = dict(self.end_of_turn or {})
         for name in ("eot_probability", "stt_fallback", "stt_reused_partial", "stt_discarded_finals",
                      "speculation", "route", "route_reason", "route_ms", "route_confidence", "action"):
             value = getattr(self, name)
@@ -139,9 +145,38 @@ class PipelineMetrics:
             "vp_speculation_wasted_cpu_seconds_total", "CPU time spent on discarded speculative replies",
             registry=self.registry,
         )
+        self.end_of_turn = Counter(
+            "vp_end_of_turn_total", "Turn endpoints by end-of-turn signal (audio, audio+text, text, silence) and "
+            "the model's decision at the last pause (complete, unsure, incomplete, failed, late, none)",
+            ["signal", "decision"], registry=self.registry,
+        )
+        self.end_of_turn_score = Histogram(
+            "vp_end_of_turn_score", "The end-of-turn model's score at the pause that ended the turn", ["signal"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99), registry=self.registry,
+        )
+        self.end_of_turn_model_seconds = Histogram(
+            "vp_end_of_turn_model_seconds", "Wall time of the audio end-of-turn model at a pause",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0), registry=self.registry,
+        )
         self.fallbacks = Counter(
             "vp_fallbacks_total", "Fallbacks and budget misses", ["stage", "reason"], registry=self.registry
         )
+        self.barge_ins = Counter(
+            "vp_barge_in_judged_total", "Speech over a paused reply, by verdict (backchannel, no_words: resumed; "
+            "words, long_speech, turn_ended: interrupted)", ["verdict"], registry=self.registry,
+        )
+        self.echo_frames = Counter(
+            "vp_echo_frames_total", "Input VAD frames taken for the assistant's own voice (echo) and not speech",
+            registry=self.registry,
+        )
+
+    def observe_end_of_turn(self, verdict: dict[str, Any]) -> None:
+        """One turn's endpoint decision: by signal and decision, with the model's score and time."""
+        self.end_of_turn.labels(verdict["eot_signal"], verdict["eot_decision"]).inc()
+        if "eot_score" in verdict:
+            self.end_of_turn_score.labels(verdict["eot_signal"]).observe(verdict["eot_score"])
+        if "eot_model_ms" in verdict:
+            self.end_of_turn_model_seconds.observe(verdict["eot_model_ms"] / 1000.0)
 
     def observe_turn(self, summary: dict, input_kind: str, status: str) -> None:
         self.turns.labels(status).inc()

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from voice_pipeline.eot_commands import EVAL_PATH, evaluate_heldout, load_split
-from voice_pipeline.session.end_of_turn import Calibration, LlamaEndLogProb
+from voice_pipeline.engines.text_eot import LlamaEndLogProb
+from voice_pipeline.session.end_of_turn import Calibration
 
 pytestmark = pytest.mark.integration
 

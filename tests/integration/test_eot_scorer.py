@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voice_pipeline.session.end_of_turn import EndOfTurnScorer, LlamaEndLogProb
+from voice_pipeline.engines.text_eot import EndOfTurnScorer, LlamaEndLogProb
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
+from voice_pipeline.engines.text_eot import EndOfTurnScorer
 from voice_pipeline.session.end_of_turn import (
     NEUTRAL_PROBABILITY,
     Calibration,
-    EndOfTurnScorer,
     LatestTextScorer,
     common_prefix_len,
     normalize,

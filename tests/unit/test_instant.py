@@ -110,7 +110,9 @@ def test_no_template_returns_none(text: str) -> None:
 
 def test_no_small_or_large_heldout_utterance_is_answered_instantly() -> None:
     texts, labels = load_split("heldout")
-    wrongly_answered = [t for t, y in zip(texts, labels) if ROUTES[y] is not Route.INSTANT and answer_instant(t, ctx())]
+    # Tools (arithmetic, units, timers) do claim some "small" turns, on purpose: tests/unit/test_tools.py
+    answered = [(t, answer_instant(t, ctx())) for t, y in zip(texts, labels) if ROUTES[y] is not Route.INSTANT]
+    wrongly_answered = [t for t, answer in answered if answer is not None and not answer.intent.startswith("tool:")]
     assert wrongly_answered == []
 
 

@@ -108,7 +108,9 @@ async def test_history_grows_and_the_system_prompt_comes_first():
 
 async def test_barge_in_clears_audio_cancels_llm_and_keeps_only_what_was_heard():
     llm = FakeLlm(hold_after=5)  # speaks "Paris is the capital," then waits
-    async with Harness(fake_engines(llm=llm)) as h:
+    settings = make_settings()
+    settings.vad.barge_in_confirm_ms = 0  # the older rule: any speech over the reply interrupts it at once
+    async with Harness(fake_engines(llm=llm), settings) as h:
         await h.session.handle(cmd.UserText("tell me about paris"))
         await h.sink.wait_for("output_audio_buffer.started")
         h.feed(speech(300))

@@ -95,7 +95,7 @@ def test_a_whole_call_with_a_barge_in(provider: str) -> None:
         [event] = call.receive(_media(provider, chunk, speech[chunk * 160 : (chunk + 1) * 160]))
         assert isinstance(event, CallerAudio)
         heard_16k.append(event.audio)
-    assert 15_500 < sum(len(piece) for piece in heard_16k) <= 16_000
+    assert 14_000 < sum(len(piece) for piece in heard_16k) <= 16_000  # libsoxr holds back tens of ms
 
     call.start_reply("t1")
     reply = (0.2 * np.ones(TTS_RATE_HZ, dtype=np.float32))  # one second of "speech"

@@ -155,6 +155,7 @@ async def test_a_spoken_question_gets_media_frames_and_marks_then_the_call_ends(
 
 async def test_barge_in_sends_clear_and_keeps_what_the_marks_say_was_heard():
     server = fake_server(llm=FakeLlm(hold_after=5))  # says "Paris is the capital," then waits
+    server.settings.vad.barge_in_confirm_ms = 0  # any speech over the reply interrupts it at once
     ws, handler, task, far_end = await start_call(server, "twilio")
     far_end.say()
     await ws.wait_for(lambda sent: len([m for m in sent if m["event"] == "mark"]) >= 1)

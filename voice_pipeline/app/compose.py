@@ -18,7 +18,6 @@ log = logging.getLogger("voice_pipeline.engines")
 
 async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     """Build every engine in a worker thread, then warm it; returns the engines and timings (ms)."""
-    from voice_pipeline.engines.llama_cpp import LlamaCppLlm
     from voice_pipeline.engines.piper import PiperTts
     from voice_pipeline.engines.vad import SileroVad, load_silero_session
     from voice_pipeline.engines.whisper import WhisperStt
@@ -38,15 +37,13 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     prompt = system_prompt(settings.llm.system_prompt_file)
     vad_session = await timed("vad", load_silero_session)
     stt = await timed("stt", lambda: WhisperStt(settings.stt)) if capabilities.stt else None
-    llm = await timed("llm", lambda: LlamaCppLlm.from_settings(settings.llm)) if capabilities.llm else None
+    llm = await timed("llm", lambda: make_llm(settings.llm)) if capabilities.llm else None
     tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None
     answerer = await timed("router", lambda: Answerer.from_settings(settings, llm))
-    eot = None
     stt_fast = await stt_within_window(stt, settings.vad.endpoint_silence_ms, timings) if stt else False
-    if capabilities.stt and switch_on(settings.vad.semantic_eot, stt_fast):
-        from voice_pipeline.session.end_of_turn import EndOfTurnScorer
+    from voice_pipeline.engines.end_of_turn import load_end_of_turn
 
-        eot = await timed("eot", lambda: EndOfTurnScorer.load(settings.llm.model_path))
+    eot = await timed("eot", lambda: load_end_of_turn(settings, stt_fast))
     engines = Engines(
         stt=stt,
         llm=llm,
@@ -70,6 +67,21 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     names = {name: engine.name if engine else "off" for name, engine in (("stt", stt), ("llm", llm), ("tts", tts))}
     log.info("engines ready: %s remote=%s %s", names, bool(answerer.large), timings)
     return engines, timings
+
+
+def make_llm(llm):
+    """The local LLM as `llm.serving` says: in this process, child llama.cpp servers, or URL(s)."""
+    if llm.serving == "in_process":
+        from voice_pipeline.engines.llama_cpp import LlamaCppLlm
+
+        return LlamaCppLlm.from_settings(llm)
+    if llm.serving in ("child", "url"):
+        from voice_pipeline.engines.llama_server import SlotsLlm
+
+        return SlotsLlm.from_settings(llm)
+    from voice_pipeline.errors import ConfigError
+
+    raise ConfigError(f"llm.serving must be in_process, child or url, not {llm.serving!r}")
 
 
 async def stt_within_window(stt, endpoint_window_ms: float, timings: dict[str, float]) -> bool:

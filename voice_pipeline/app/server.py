@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_pipeline.app.host import SessionHost
+from voice_pipeline.app.realtime_ga import GaConnection
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.app.supervisor import WorkerInfo, signal_ready
 from voice_pipeline.errors import ProtocolError
@@ -88,6 +89,9 @@ class PipelineServer:
     async def ready(self, _request: web.Request) -> web.Response:
         if self.engines is None or self.host.draining:  # a load balancer stops sending here
             return web.json_response({"ready": False, "draining": self.host.draining}, status=503)
+        if self.host.refusal() == "server_busy":  # full: a load balancer sends the next session elsewhere
+            return web.json_response({"ready": False, "full": True, "reason": "server_busy",
+                                      "sessions": len(self.sessions)}, status=503)
         worker = {"restarts": self.worker.restarts, "last_exit": self.worker.last_exit}
         return web.json_response({"ready": True, "sessions": len(self.sessions), "cold_start": self.cold_start,
                                   "worker": worker})
@@ -100,7 +104,9 @@ class PipelineServer:
         return web.FileResponse(WEB_DIR / "index.html")
 
     async def realtime(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=HARD_MAX_MESSAGE_BYTES, heartbeat=30.0)
+        ga = GaConnection.for_request(request)  # an OpenAI Realtime client (docs/protocol.md); None: ours
+        ws = web.WebSocketResponse(max_msg_size=HARD_MAX_MESSAGE_BYTES, heartbeat=30.0,
+                                   protocols=ga.protocols if ga else ())
         await ws.prepare(request)
         code = self.host.refusal()
         if code is not None:
@@ -108,13 +114,17 @@ class PipelineServer:
                 code, f"the server is at its limit of {self.settings.server.max_sessions} sessions")
             await self._refuse(ws, code, message, close_code=1013)
             return ws
-        async with self.host.session("s", lambda _session: WebSocketSink(ws)) as (session, runner):
-            if await self._receive(ws, session, runner) == "start_timeout":
+        sink = (lambda _session: ga.sink(ws)) if ga else (lambda _session: WebSocketSink(ws))
+        async with self.host.session("s", sink) as (session, runner):
+            if ga is not None:
+                await ga.start(session)
+            if await self._receive(ws, session, runner, ga) == "start_timeout":
                 await self._refuse(ws, "session_start_timeout", "no session.start within "
                                    f"{self.settings.server.start_timeout_s:g} s", close_code=1008)
         return ws
 
-    async def _receive(self, ws: web.WebSocketResponse, session: Session, runner: asyncio.Task) -> str:
+    async def _receive(self, ws: web.WebSocketResponse, session: Session, runner: asyncio.Task,
+                       ga: GaConnection | None = None) -> str:
         """Feed the socket's messages to the session until it closes; why it stopped.
 
         A socket that has not sent `session.start` within `server.start_timeout_s` stops here, so
@@ -129,14 +139,17 @@ class PipelineServer:
                 return "start_timeout"
             if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return "closed"
-            await self._on_message(session, message)
+            await self._on_message(session, message, ga)
         return "session_stopped"
 
-    async def _on_message(self, session: Session, message) -> None:
+    async def _on_message(self, session: Session, message, ga: GaConnection | None = None) -> None:
         """One client message into the session. Nothing it holds can end the socket: a failure is
         answered with an `error` event, counted and logged (its type only, never its content)."""
         try:
-            await self._decode_and_handle(session, message)
+            if ga is not None:  # its text frames may be up to HARD_MAX_MESSAGE_BYTES (base64 audio appends)
+                await ga.on_message(session, message)
+            else:
+                await self._decode_and_handle(session, message)
         except Exception as exc:
             log.warning("session %s: %s while handling a client message", session.session_id, type(exc).__name__,
                         exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
@@ -163,7 +176,8 @@ class PipelineServer:
         """An `error` event, then a close: for sockets that get no session (or lose it)."""
         self.metrics.errors.labels(code).inc()
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.send_json({"type": "error", "error": {"code": code, "message": message, "recoverable": False}})
+            await ws.send_json({"type": "error", "event_id": f"refused_{code}", "error": {
+                "type": "server_error", "code": code, "message": message, "recoverable": False}})
         await ws.close(code=close_code, message=code.encode())
 
 
@@ -174,10 +188,14 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
     server = PipelineServer(settings)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    # Several supervised workers share the port: the kernel spreads connections (SO_REUSEPORT).
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=server.worker.count > 1 or None)
+    if server.worker.count > 1:  # one of several: take connections only once loaded (the others serve meanwhile)
+        await server.load()
     await site.start()
     log.info("listening on http://%s:%s (loading models)", settings.server.host, settings.server.port)
-    await server.load()
+    if server.engines is None:
+        await server.load()
     await server.telephony.start()
     print(f"voice-pipeline: ready on http://{settings.server.host}:{settings.server.port} "
           f"(cold start {server.cold_start['process_to_ready_ms'] / 1000:.1f} s)", file=sys.stderr, flush=True)

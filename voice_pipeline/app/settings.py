@@ -35,6 +35,7 @@ class ServerSettings:
     telnyx_max_age_s: int = 300  # Telnyx timestamps further from now than this are refused
     supervise: bool = True  # `serve` runs the server in a worker process, started again if it crashes
     drain_timeout_s: float = 20.0  # on SIGTERM: the longest wait for turns and replies in progress
+    workers: int = 1  # worker processes sharing the port (SO_REUSEPORT); 0 -> from the core count
 
 
 @dataclass
@@ -42,7 +43,13 @@ class VadSettings:
     threshold: float = 0.5
     min_speech_ms: int = 64  # speech shorter than this is not a turn (clicks, breaths)
     endpoint_silence_ms: int = 300  # silence after speech that ends the user's turn
-    barge_in_min_speech_ms: int = 96  # speech over the assistant needed to interrupt it
+    barge_in_min_speech_ms: int = 96  # speech over the assistant that pauses it (or interrupts it, below)
+    # Speech over the assistant (docs/turn-taking.md): its audio pauses, the words are judged at the
+    # speaker's pause; a backchannel ("mhm", "okay") resumes it, other words or this much speech
+    # interrupt it. 0: any speech interrupts at once (the older rule; also when STT is off).
+    barge_in_confirm_ms: int = 700
+    echo_gate: bool = True  # input that correlates with the reply just played is echo, not speech
+    echo_threshold: float = 0.5  # normalized correlation at or above which a window is echo
     prefix_padding_ms: int = 300  # audio kept before the detected start of speech
     # Both need the final transcript within the endpoint window. "auto": on when the STT runs on
     # CUDA or its start-up pass over 2 s took at most half the endpoint window (engines/loader.py);
@@ -50,7 +57,18 @@ class VadSettings:
     # 2-core CPU with the fitted window it cost 80-240 ms at p50 for fewer false cut-offs on
     # mid-sentence pauses (docs/benchmarks.md); "auto" or "on" turns it on.
     speculate: str = "auto"  # prepare the reply during the endpoint wait, held back until the turn ends
-    semantic_eot: str = "off"  # the small LLM's end-of-turn probability moves the endpoint
+    # The older switch for the text signal, kept for scripts: "on" = end_of_turn "text", "off" = "silence"
+    # (when end_of_turn is "auto"); "auto" leaves the choice to end_of_turn.
+    semantic_eot: str = "auto"
+    # End of turn (docs/turn-taking.md): "audio" (Smart Turn on the pause's audio), "audio+text" (and
+    # the words must read as finished), "text" (the words only), "silence" (silence alone), "auto".
+    end_of_turn: str = "auto"
+    eot_sure: float = 0.5  # audio score at or above: the turn is complete (with audio+text: and the words are)
+    eot_unsure: float = 0.1  # audio score below: the user is mid-sentence, whatever the words say
+    eot_text_sure: float = 0.8  # audio+text: the words' score needed as well
+    eot_sure_silence_ms: int = 160  # silence that ends a complete turn (may be under endpoint_silence_ms)
+    eot_wait_silence_ms: int = 1800  # silence that ends an incomplete one (longer than mid-sentence pauses)
+    eot_budget_ms: int = 500  # a model slower than this is not waited for: the silence rule decides
 
 
 @dataclass
@@ -82,7 +100,13 @@ class LlmSettings:
     max_tokens: int = 96
     temperature: float = 0.3
     history_turns: int = 8
-    instances: int = 2  # llama.cpp contexts: sessions generating at the same time
+    instances: int = 2  # llama.cpp contexts (or child servers): sessions generating at the same time
+    # "in_process": llama.cpp contexts in each worker; "child": llama.cpp servers in child processes
+    # started by `serve` (a native crash restarts one server, not every session); "url": any
+    # OpenAI-compatible endpoint(s) in `url` (vLLM, SGLang, llama-server). docs/scaling.md
+    serving: str = "in_process"
+    url: str = ""  # serving = "url": comma-separated base URLs, e.g. http://10.0.0.5:8000/v1
+    served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt
 
 

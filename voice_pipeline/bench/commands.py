@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
                        help="p95 voice-to-voice limit that ends the concurrency sweep (default 2500)")
     bench.add_argument("--max-concurrency", type=int, help="largest N tried (default 16; 2 with --quick)")
     bench.add_argument("--items-per-session", type=int, help="items each concurrent session plays (default 3)")
+    bench.add_argument("--levels", help="only these concurrency levels, e.g. 1,4,6 (no N=1 corpus pass, "
+                                        "no baselines); see docs/scaling.md")
+    bench.add_argument("--full-replies", action="store_true",
+                       help="wait for every whole reply instead of cutting it short after its first audio")
     bench.add_argument("--baselines", help="comma-separated systems to compare (see voice_pipeline/bench/systems.py)")
     bench.add_argument("--baseline-items", type=int, help="items each baseline plays (default 8; 2 with --quick)")
     bench.add_argument("--items", type=int, help="play only the first N corpus items (default: all; --quick: its own 4)")
@@ -30,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction, evals: argparse._SubParsers
     bench.add_argument("--peers", help="compare other frameworks on the same items and models instead of the "
                                        "usual run: comma-separated, e.g. pipecat (each installed on demand into "
                                        "its own venv under the bench's cache; see docs/benchmarks.md)")
+    bench.add_argument("--turn-taking", action="store_true",
+                       help="instead of the usual run: the pause corpus through a server per end-of-turn signal "
+                            "(false cut-offs, voice-to-voice), then backchannels, echo and barge-ins over a reply "
+                            "(docs/turn-taking.md); --items limits the pause corpus")
+    bench.add_argument("--signals", help="with --turn-taking: end-of-turn signals to run (default silence,text,audio+text)")
+    bench.add_argument("--no-overlap", action="store_true", help="with --turn-taking: skip speech over the reply")
     bench.set_defaults(run=_bench)
 
     final = evals.add_parser("final-pass", help="cost and WER of the ways to run the final STT pass")
@@ -52,6 +62,10 @@ def _bench(args: argparse.Namespace) -> int:
     from voice_pipeline.bench.systems import SYSTEMS
 
     logging.basicConfig(level=logging.WARNING)
+    if args.turn_taking:
+        from voice_pipeline.bench.turn_bench import main as turn_taking
+
+        return turn_taking(args)
     if args.peers:
         return _peers(args)
     out = Path(args.out)
@@ -60,6 +74,10 @@ def _bench(args: argparse.Namespace) -> int:
         overrides["max_concurrency"] = args.max_concurrency
     if args.items_per_session:
         overrides["items_per_session"] = args.items_per_session
+    if args.levels:
+        overrides["levels"] = tuple(int(n) for n in args.levels.split(",") if n.strip())
+    if args.full_replies:
+        overrides["full_replies"] = True
     if args.corpus:
         overrides["corpus_path"] = args.corpus
     if args.items:
@@ -80,6 +98,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.docs:
         publish(out, report, command)
     print(paths["markdown"].read_text(encoding="utf-8"))
+    if args.levels:  # no N=1 corpus pass: every level must have turns that were answered
+        return 0 if all(lv["status"].get("ok") for lv in report["summary"]["concurrency"]["levels"]) else 1
     return 0 if report["summary"]["pipeline"]["status"].get("ok") else 1
 
 

@@ -33,6 +33,10 @@ class RunConfig:
     comparisons: tuple[str, ...] = ("full_window", "partials_often", "partials_rarely", "speculation_and_eot",
                                     "speculation_only", "eot_only", "silence_only")
     turn_timeout_s: float = 60.0
+    # Explicit concurrency levels (e.g. (1, 4, 6)): only these are played, each session playing
+    # `items_per_session` items; no whole-corpus pass at N=1, no baselines, no comparisons.
+    levels: tuple[int, ...] = ()
+    full_replies: bool = False  # wait for each whole reply (played out at real time) instead of cutting it short
     log_dir: str = ""
     extra_env: dict = field(default_factory=dict)
 
@@ -56,8 +60,9 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
     if len(baseline_ids) < config.baseline_items:  # quick corpora may hold few of them
         baseline_ids += [s.item.item_id for s in spoken if s.item.item_id not in baseline_ids and not s.item.pause_ms]
         baseline_ids = baseline_ids[: config.baseline_items]
-    options = BenchOptions(max_sessions=config.max_concurrency + 2, turn_timeout_s=config.turn_timeout_s,
-                           log_dir=config.log_dir, extra_env=dict(config.extra_env))
+    options = BenchOptions(max_sessions=max(config.max_concurrency, *config.levels, 0) + 2,
+                           turn_timeout_s=config.turn_timeout_s, log_dir=config.log_dir,
+                           extra_env=dict(config.extra_env), full_replies=config.full_replies)
     samples: list[TurnSample] = []
     phases: dict = {"cold_start": {}, "resources": {}, "concurrency": []}
 
@@ -65,14 +70,19 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
     try:
         phases["cold_start"]["pipeline"] = await pipeline.start()
         progress(f"bench: pipeline ready in {phases['cold_start']['pipeline']['process_to_ready_ms'] / 1000:.1f} s")
-        samples += await _level(pipeline, spoken, 1, len(spoken), 0.0, phases, "pipeline", progress)
-        await _sweep(pipeline, spoken, config, phases, samples, progress)
+        if config.levels:
+            for sessions in config.levels:
+                samples += await _level(pipeline, spoken, sessions, config.items_per_session,
+                                        config.stagger_s if sessions > 1 else 0.0, phases, "pipeline", progress)
+        else:
+            samples += await _level(pipeline, spoken, 1, len(spoken), 0.0, phases, "pipeline", progress)
+            await _sweep(pipeline, spoken, config, phases, samples, progress)
     finally:
         await pipeline.close()
 
     baseline_spoken = [s for s in spoken if s.item.item_id in baseline_ids]
     for names, items_of_system in ((config.baselines, baseline_spoken), (config.comparisons, spoken)):
-        for name in names:
+        for name in () if config.levels else names:
             samples += await _one_session(name, items_of_system, options, phases, progress)
 
     return {
@@ -158,7 +168,9 @@ def _configuration(config: RunConfig, corpus, items, baseline_ids, corpus_build_
         "method": {
             "voice_to_voice": "client: from when the item's last speech sample would have left a microphone "
                               "(streamed at real-time pace) to the first reply audio frame received",
-            "reply": "each reply is cancelled (response.cancel) once its first audio frame and 20 LLM tokens "
+            "reply": "each whole reply is awaited (response.done), its audio paced out at real time"
+                     if config.full_replies else
+                     "each reply is cancelled (response.cancel) once its first audio frame and 20 LLM tokens "
                      "(or the whole text) have arrived; the rest would only be paced out at real time",
             "conversation": "each item is a new WebSocket session (no history carried over)",
         },

@@ -85,7 +85,8 @@ class ServerSystem:
                 t0 = time.monotonic()
                 streamer = asyncio.create_task(client.stream(spoken.audio_16k, PIPELINE_RATE_HZ, t0))
                 try:
-                    await asyncio.wait_for(_play(client, spoken, t0, sample), self.options.turn_timeout_s)
+                    await asyncio.wait_for(_play(client, spoken, t0, sample, self.options.full_replies),
+                                           self.options.turn_timeout_s)
                 except TimeoutError:
                     seen = Counter(event.get("type") for _, event in client.received.events)
                     sample.status = "timeout"
@@ -100,17 +101,21 @@ class ServerSystem:
         return sample
 
 
-async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: TurnSample) -> None:
+async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: TurnSample, full: bool = False) -> None:
     """Wait for the reply to the whole question; cancel it once its first audio and 20 tokens are in
-    (the rest of the reply would only be paced out at real time); then read its turn.metrics."""
+    (the rest of the reply would only be paced out at real time), or with `full` wait for all of it;
+    then read its turn.metrics."""
     final_end_ms = 1000.0 * spoken.speech_end_s - _FINAL_TURN_SLACK_MS
     turn_id = await _until(lambda: _final_turn(client, final_end_ms))
     response_id = await _until(lambda: _response_of(client, turn_id))
     if response_id == "":
         sample.status = "no_reply"
     else:
-        await _until(lambda: _reply_advanced(client, response_id))
-        await client.send({"type": "response.cancel"})
+        if full:
+            await _until(lambda: _reply_done(client, response_id))
+        else:
+            await _until(lambda: _reply_advanced(client, response_id))
+            await client.send({"type": "response.cancel"})
         metrics = await client.wait_for("turn.metrics", turn_id=turn_id)
         _fill_from_metrics(sample, metrics)
         started_t = client.received.first_time("output_audio_buffer.started", response_id=response_id)
@@ -123,6 +128,7 @@ async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: T
             sample.status = "stt_fallback"  # the final transcript missed its budget: a fixed apology was spoken
         done = [e for e in client.received.of_type("response.done") if e.get("response_id") == response_id]
         sample.reply_text = done[0].get("text", "") if done else ""
+        sample.reply_status = done[0].get("status", "") if done else ""
     user_done_t = t0 + spoken.speech_end_s
     sample.spoke_over_user = any(t < user_done_t for t, _ in client.received.audio)
     stops = client.received.of_type("input_audio_buffer.speech_stopped")
@@ -157,6 +163,10 @@ def _response_of(client: RealtimeClient, turn_id: str) -> str | None:
         if event.get("turn_id") == turn_id:
             return ""
     return None
+
+
+def _reply_done(client: RealtimeClient, response_id: str) -> bool | None:
+    return True if any(e.get("response_id") == response_id for e in client.received.of_type("response.done")) else None
 
 
 def _reply_advanced(client: RealtimeClient, response_id: str) -> bool | None:

@@ -30,6 +30,7 @@ class TurnSample:
     pause_ms: int = 0
     transcript: str = ""
     reply_text: str = ""
+    reply_status: str = ""  # response.done's status: "completed" for a whole reply, "cancelled" when cut short
     status: str = "ok"  # ok | stt_fallback | no_audio | no_reply | timeout | error
     error: str = ""
     turns: int = 0  # turns the server saw in this item (a long pause may split one question)
@@ -89,6 +90,7 @@ class BenchOptions:
     ready_timeout_s: float = 300.0
     log_dir: str = ""
     extra_env: dict = field(default_factory=dict)
+    full_replies: bool = False  # wait for response.done instead of cancelling after the first audio
 
 
 def _server(name: str, description: str, env: dict[str, str]) -> SystemSpec:

@@ -97,6 +97,39 @@ class OpenAICompatLLM:
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: an SSE line over aiohttp's limit
             raise EngineError("llm", f"{self.name}: {type(exc).__name__}") from exc
 
+    def request_body(self, wire_messages: list[dict], max_tokens: int | None, **extra: object) -> dict:
+        """A streaming chat-completions body for messages already in wire form (tool calling adds `tools`)."""
+        return {"model": self.model, "messages": wire_messages, "stream": True,
+                "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature, **extra}
+
+    async def stream_chunks(self, body: dict) -> AsyncIterator[dict]:
+        """POST `body` and yield each parsed stream chunk (for callers that need more than the text:
+        tool calls); failures raise EngineError as in `stream`."""
+        try:
+            async with self._client().post(self.url, json=body, headers=self._headers, timeout=self._timeout) as response:
+                if response.status >= 400:
+                    raise EngineError("llm", f"{self.name}: HTTP {response.status} {response.reason}")
+                finished = False
+                async for raw in response.content:
+                    line = raw.decode("utf-8", errors="replace").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:"):].strip()
+                    if data == _DONE:
+                        return
+                    chunk = _load_chunk(data, self.name)
+                    choices = chunk["choices"]
+                    finished = finished or bool(choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"))
+                    yield chunk
+                if not finished:
+                    raise EngineError("llm", f"{self.name}: stream ended before the reply finished")
+        except EngineError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise EngineError("llm", f"{self.name}: timed out") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise EngineError("llm", f"{self.name}: {type(exc).__name__}") from exc
+
     async def warm_up(self, system_prompt: str) -> None:
         """Check the endpoint answers (GET /models); no tokens are generated."""
         try:
@@ -131,6 +164,14 @@ async def _read_sse(response: aiohttp.ClientResponse, name: str) -> AsyncIterato
         finished = finished or finish_reason is not None
     if not finished:
         raise EngineError("llm", f"{name}: stream ended before the reply finished")
+
+
+def _load_chunk(data: str, name: str) -> dict:
+    """A stream chunk, checked: an object with a list of choices and no error."""
+    chunk = json.loads(data) if data.startswith("{") else None
+    if not isinstance(chunk, dict) or "error" in chunk or not isinstance(chunk.get("choices"), list):
+        raise EngineError("llm", f"{name}: unusable stream chunk")
+    return chunk
 
 
 def _parse_chunk(data: str, name: str) -> tuple[str, str | None]:

@@ -47,7 +47,20 @@ class ResetConversation:
     pass
 
 
+@dataclass(frozen=True)
+class ToolOutput:
+    """The client ran a function the model called: its result, for the reply that continues."""
+
+    call_id: str
+    output: str
+
+
+@dataclass(frozen=True)
+class CreateResponse:
+    """Reply now: after function outputs, the model continues with them in its context."""
+
+
 Command = (
     StartSession | UpdateSession | CommitInput | ClearInput | UserText | TruncateReply | CancelResponse
-    | ResetConversation
+    | ResetConversation | ToolOutput | CreateResponse
 )

@@ -33,6 +33,10 @@ class EventKind(enum.StrEnum):
     TURN_METRICS = "turn.metrics"
     RESET_DONE = "conversation.reset.done"
     ESCALATION = "conversation.escalation"
+    FUNCTION_CALL = "response.function_call_arguments.done"  # the model calls a client tool
+    ITEM_ADDED = "conversation.item.added"  # a client item (text, function output) was accepted
+    INPUT_CLEARED = "input_audio_buffer.cleared"
+    ITEM_TRUNCATED = "conversation.item.truncated"
     ERROR = "error"
 
 

@@ -51,6 +51,9 @@ def _loads(raw: str) -> Any:
         raise ProtocolError("invalid_json", f"not valid JSON: {str(exc)[:200]}") from None
 
 
+strict_loads = _loads  # for the other wire protocols on this socket (protocol/openai_realtime/)
+
+
 def decode_text(raw: str) -> cmd.Command | AppendAudio:
     message = _loads(raw)
     if not isinstance(message, dict):
@@ -115,6 +118,17 @@ def _user_text(message: Message) -> cmd.UserText:
     return cmd.UserText(" ".join(texts).strip())
 
 
+def _item_create(message: Message) -> cmd.UserText | cmd.ToolOutput:
+    """A user text turn, or the output of a tool the model called (`function_call_output`)."""
+    item = message.get("item")
+    if isinstance(item, Mapping) and item.get("type") == "function_call_output":
+        call_id, output = item.get("call_id"), item.get("output")
+        if not isinstance(call_id, str) or not call_id or not isinstance(output, str):
+            raise ProtocolError("invalid_event", "a function_call_output item needs call_id and output (strings)")
+        return cmd.ToolOutput(call_id, output)
+    return _user_text(message)
+
+
 def _truncate(message: Message) -> cmd.TruncateReply:
     response_id, end_ms = message.get("response_id"), message.get("audio_end_ms")
     if (not isinstance(response_id, str) or not isinstance(end_ms, (int, float)) or isinstance(end_ms, bool)
@@ -130,8 +144,9 @@ _DECODERS: dict[str, Callable[[Message], cmd.Command | AppendAudio]] = {
     "input_audio_buffer.append": _append,
     "input_audio_buffer.commit": lambda m: cmd.CommitInput(),
     "input_audio_buffer.clear": lambda m: cmd.ClearInput(),
-    "conversation.item.create": _user_text,
+    "conversation.item.create": _item_create,
     "conversation.item.truncate": _truncate,
     "response.cancel": lambda m: cmd.CancelResponse(),
+    "response.create": lambda m: cmd.CreateResponse(),
     "conversation.reset": lambda m: cmd.ResetConversation(),
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -11,6 +13,10 @@ from voice_pipeline.audio import SUPPORTED_RATES_HZ
 from voice_pipeline.errors import ProtocolError
 
 _MAX_INSTRUCTIONS_CHARS = 4000
+_MAX_TOOLS = 32
+_MAX_TOOL_SCHEMA_CHARS = 16_000
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MODALITIES = (("audio",), ("text",))
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,17 @@ class SessionConfig:
     vad_threshold: float = 0.5
     silence_duration_ms: int = 300
     partials: bool = True
+    tools: tuple[Mapping[str, Any], ...] = ()  # client functions: {type, name, description, parameters}
+    tool_choice: str | Mapping[str, Any] = "auto"  # auto | none | required | {type: function, name}
+    output_modalities: tuple[str, ...] = ("audio",)  # ("text",): replies are text only, no TTS
+
+    @property
+    def audio_out(self) -> bool:
+        return "audio" in self.output_modalities
+
+    @property
+    def tools_on(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
 
     @classmethod
     def from_settings(cls, settings: Settings, instructions: str) -> "SessionConfig":
@@ -59,6 +76,9 @@ class SessionConfig:
                 else {"type": "none"}
             ),
             "transcription": {"partials": self.partials},
+            "tools": [dict(tool) for tool in self.tools],
+            "tool_choice": self.tool_choice if isinstance(self.tool_choice, str) else dict(self.tool_choice),
+            "output_modalities": list(self.output_modalities),
         }
 
 
@@ -114,6 +134,44 @@ def _transcription(_config: SessionConfig, value: Any) -> dict[str, Any]:
     return {"partials": value.get("partials", True)}
 
 
+def _tools(_config: SessionConfig, value: Any) -> dict[str, Any]:
+    if not isinstance(value, list) or len(value) > _MAX_TOOLS:
+        raise ProtocolError("invalid_session_field", f"tools must be a list of at most {_MAX_TOOLS} functions")
+    tools = []
+    for tool in value:
+        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function":
+            raise ProtocolError("invalid_session_field", "each tool must be {type: 'function', name, description, parameters}")
+        unknown = set(tool) - {"type", "name", "description", "parameters"}
+        name, description = tool.get("name"), tool.get("description", "")
+        parameters = tool.get("parameters", {"type": "object", "properties": {}})
+        if unknown or not isinstance(name, str) or not _TOOL_NAME.match(name) or not isinstance(description, str):
+            raise ProtocolError("invalid_session_field", "a tool needs a name of 1-64 letters, digits, '_' or '-' "
+                                "and may have a description and parameters (a JSON schema object), nothing else")
+        if not isinstance(parameters, Mapping) or len(json.dumps(parameters)) > _MAX_TOOL_SCHEMA_CHARS:
+            raise ProtocolError("invalid_session_field", f"tool {name!r}: parameters must be a JSON schema object "
+                                f"under {_MAX_TOOL_SCHEMA_CHARS} characters")
+        tools.append({"type": "function", "name": name, "description": description, "parameters": dict(parameters)})
+    if len({tool["name"] for tool in tools}) != len(tools):
+        raise ProtocolError("invalid_session_field", "tool names must be unique")
+    return {"tools": tuple(tools)}
+
+
+def _tool_choice(_config: SessionConfig, value: Any) -> dict[str, Any]:
+    if value in ("auto", "none", "required"):
+        return {"tool_choice": value}
+    if (isinstance(value, Mapping) and value.get("type") == "function" and set(value) == {"type", "name"}
+            and isinstance(value.get("name"), str)):
+        return {"tool_choice": {"type": "function", "name": value["name"]}}
+    raise ProtocolError("invalid_session_field", "tool_choice must be 'auto', 'none', 'required' or "
+                        "{type: 'function', name}")
+
+
+def _output_modalities(_config: SessionConfig, value: Any) -> dict[str, Any]:
+    if not isinstance(value, list) or tuple(value) not in MODALITIES:
+        raise ProtocolError("invalid_session_field", "output_modalities must be [\"audio\"] or [\"text\"]")
+    return {"output_modalities": tuple(value)}
+
+
 _FIELDS = {
     "input_audio_format": _audio_format("input_audio_format", "input_rate_hz"),
     "output_audio_format": _audio_format("output_audio_format", "output_rate_hz"),
@@ -121,4 +179,7 @@ _FIELDS = {
     "instructions": _instructions,
     "turn_detection": _turn_detection,
     "transcription": _transcription,
+    "tools": _tools,
+    "tool_choice": _tool_choice,
+    "output_modalities": _output_modalities,
 }

@@ -13,14 +13,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Sequence
 
 from voice_pipeline.app.settings import Settings
-from voice_pipeline.engines.base import LanguageModel
+from voice_pipeline.engines.base import ChatMessage, LanguageModel
 from voice_pipeline.engines.fallback import FallbackLLM
 from voice_pipeline.routing.breaker import BreakerState, CircuitBreaker
 from voice_pipeline.routing.instant import InstantAction, InstantContext
 from voice_pipeline.routing.model import Route, Router
 from voice_pipeline.routing.plan import plan_turn
+from voice_pipeline.tools import ToolRegistry
+from voice_pipeline.reply.tools import ToolRequest
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class Answer:
     llm: LanguageModel | None = None
     filler: bool = False  # speak the cached filler while `llm` gets going
     route_ms: float = 0.0  # time spent deciding
+    tools: ToolRequest | None = None  # the session's tools go to `llm` (the remote model's tool calling)
+    messages: Sequence[ChatMessage] | None = None  # the prompt, when not the conversation's (a tool continuation)
+    effect: object | None = None  # a built-in tool's request to the session (a timer), once the reply is given
 
 
 class Answerer:
@@ -47,6 +53,7 @@ class Answerer:
         self.router, self.small, self.large = router, small, large
         self.remote_breaker = remote_breaker
         self.filler = filler
+        self.local_tools: ToolRegistry | None = None  # tools of the instant route; None: the built-in ones
 
     @classmethod
     def from_settings(cls, settings: Settings, local: LanguageModel | None) -> "Answerer":
@@ -78,29 +85,61 @@ class Answerer:
             self.remote_breaker is None or self.remote_breaker.state is not BreakerState.OPEN
         )
 
-    def plan(self, text: str, last_reply: str | None, now: datetime | None = None) -> Answer:
+    def plan(self, text: str, last_reply: str | None, now: datetime | None = None,
+             tools: ToolRequest | None = None) -> Answer:
+        """Route one turn. With the session's `tools`, turns the instant route cannot answer (all of
+        them when a tool is required, and every continuation after tool outputs) go to the remote
+        model with those tools, while it is available."""
         started = time.perf_counter()
-        context = InstantContext(now=now or datetime.now().astimezone(), last_reply=last_reply)
+        context = InstantContext(now=now or datetime.now().astimezone(), last_reply=last_reply, tools=self.local_tools)
+        tool_llm = self._with_tools(tools)
+        if tools is not None and tools.continuing is not None:
+            if tool_llm is not None:
+                return _with_time(Answer("large", "tool_output", llm=tool_llm, tools=tools,
+                                         messages=tools.continuing.plain_messages()), started)
+            llm = self.large or self.small  # no remote now: the cascade answers from the results as text
+            return _with_time(Answer("small" if llm is self.small else "large", "tool_output", llm=llm,
+                                     messages=tools.continuing.plain_messages()), started)
+        if tool_llm is not None and tools is not None and tools.required:
+            return _with_time(Answer("large", "tools", llm=tool_llm, tools=tools), started)
         if self.router is None:
             answer = self._without_router(text, context)
         else:
             plan = plan_turn(self.router, text, context, large_available=self.large_available)
             if plan.route is Route.INSTANT and plan.instant is not None:
-                answer = Answer("instant", plan.reason, plan.decision.confidence, plan.instant.text, plan.instant.action)
+                reason = "tool" if plan.instant.intent.startswith("tool:") else plan.reason
+                answer = Answer("instant", reason, plan.decision.confidence, plan.instant.text, plan.instant.action,
+                                effect=plan.instant.effect)
             elif self.small is None:
                 answer = Answer("instant", "llm_off", plan.decision.confidence)
             elif plan.route is Route.LARGE:
                 answer = Answer("large", plan.reason, plan.decision.confidence, llm=self.large, filler=self.filler)
             else:
                 answer = Answer("small", plan.reason, plan.decision.confidence, llm=self.small)
+        if tool_llm is not None and answer.route != "instant":
+            answer = Answer("large", "tools", answer.confidence, llm=tool_llm, tools=tools)
         return _with_time(answer, started)
+
+    def _with_tools(self, tools: ToolRequest | None) -> LanguageModel | None:
+        """The large cascade with the session's tools bound to its remote level; None without a remote."""
+        if tools is None or not isinstance(self.large, FallbackLLM) or not self.large_available:
+            return None
+        from voice_pipeline.engines.openai_compat import OpenAICompatLLM
+        from voice_pipeline.engines.tool_calling import ToolCallingLLM
+
+        remote, *rest = self.large.engines
+        if not isinstance(remote, OpenAICompatLLM):
+            return None
+        return FallbackLLM([ToolCallingLLM(remote, tools), *rest], first_token_timeout_s=self.large.first_token_budgets_s,
+                           stall_timeout_s=self.large.stall_timeout_s, breakers=self.large.breakers, name="large")
 
     def _without_router(self, text: str, context: InstantContext) -> Answer:
         from voice_pipeline.routing.instant import answer_instant
 
         instant = answer_instant(text, context)
         if instant is not None:
-            return Answer("instant", "template", text=instant.text, action=instant.action)
+            reason = "tool" if instant.intent.startswith("tool:") else "template"
+            return Answer("instant", reason, text=instant.text, action=instant.action, effect=instant.effect)
         if self.small is None:
             return Answer("instant", "llm_off")
         return Answer("small", "routing_off", llm=self.small)

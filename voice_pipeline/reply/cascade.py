@@ -13,6 +13,7 @@ import numpy as np
 from voice_pipeline.engines.fallback import FallbackLLM, FallbackRecord
 from voice_pipeline.errors import EngineError
 from voice_pipeline.metrics import TurnReport
+from voice_pipeline.protocol.events import EventKind
 from voice_pipeline.reply.answer import Answer
 from voice_pipeline.reply.phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
 from voice_pipeline.reply.speaking import Reply, ReplyPlan
@@ -49,11 +50,19 @@ async def produce(
         if watchdog is not None:
             watchdog.cancel()
         report.llm = record
+    _send_tool_calls(reply, answer)
     if record is None:
         return answer.route
     if answer.route == "large" and record.answered_level:
         return "local"  # the remote level failed or missed its budget; the local model answered
     return answer.route
+
+
+def _send_tool_calls(reply: Reply, answer: Answer) -> None:
+    """The model called the client's tools: the client runs them and answers with their outputs."""
+    made = answer.tools.made if answer.tools is not None else None
+    for call in made.calls if made is not None else ():
+        reply.event(EventKind.FUNCTION_CALL, call_id=call.call_id, name=call.name, arguments=call.arguments)
 
 
 async def _fill_silence(reply: Reply, filler: np.ndarray, sample_rate_hz: int, after_s: float,

@@ -26,6 +26,7 @@ from voice_pipeline.reply.cascade import last_resort, produce
 from voice_pipeline.reply.handle import ReplyHandle
 from voice_pipeline.reply.phrasebook import SORRY, Phrasebook
 from voice_pipeline.reply.speaking import Reply, ReplyPlan, ReplyRecord
+from voice_pipeline.reply.tools import SessionTools
 from voice_pipeline.routing.instant import InstantAction
 from voice_pipeline.session.conversation import Conversation
 from voice_pipeline.session.outbox import Outbox
@@ -65,6 +66,8 @@ class Replies:
         self._active_turn_id: str | None = None  # the turn whose live reply holds the floor
         self._timelines: dict[str, TurnTimeline] = {}  # response id -> its turn's marks, until first audio
         self._last_resorts_in_row = 0
+        self.tools = SessionTools()  # the client's tool calls waiting for their outputs
+        self.on_effect: Callable[[object], None] | None = None  # a local tool's effect (a timer), once its reply is given
 
     @property
     def running(self) -> bool:
@@ -133,9 +136,24 @@ class Replies:
     def start_text(self, turn: UserTurn, text: str) -> None:
         self._start_live(turn, lambda handle: self._reply(handle, turn, text))
 
+    def start_tool_continuation(self, turn: UserTurn) -> bool:
+        """`response.create` after the outputs of every pending tool call: the model answers with them."""
+        if not self.tools.ready:
+            return False
+        self._start_live(turn, lambda handle: self._reply(handle, turn, None))
+        return True
+
     def start_fixed(self, turn: UserTurn, text: str) -> None:
         """Speak a fixed phrase (an off-state, a fallback) instead of answering."""
         self._start_live(turn, lambda handle: self._reply(handle, turn, None, fixed=text))
+
+    def start_said(self, turn: UserTurn, text: str, reason: str) -> None:
+        """The assistant speaks on its own (a timer going off): an instant answer, after the replies before it."""
+        async def body(handle: ReplyHandle) -> None:
+            self.conversation.begin_unprompted()
+            await self._reply(handle, turn, None, fixed=Answer("instant", reason, text=text))
+
+        self._start_live(turn, body)
 
     def _start_live(self, turn: UserTurn, body: Callable[[ReplyHandle], Awaitable[None]]) -> None:
         """Run a live reply after the previous one has finished its bookkeeping (history)."""
@@ -207,14 +225,19 @@ class Replies:
         else:
             self._release_floor(turn)
 
-    def _answer_for(self, user_text: str | None, fixed: str | None) -> Answer:
+    def _answer_for(self, user_text: str | None, fixed: str | Answer | None) -> Answer:
+        if isinstance(fixed, Answer):
+            return fixed
         if fixed is not None:
             return Answer("cached", "fallback", text=fixed)
         if self.engines.answerer is None:
             return Answer("small", "routing_off", llm=self.engines.llm)
-        return self.engines.answerer.plan(user_text or "", self.conversation.last_reply())
+        config = self._config()
+        tools = self.tools.request(config.tools, config.tool_choice, user_text)
+        return self.engines.answerer.plan(user_text or "", self.conversation.last_reply(), tools=tools)
 
-    async def _reply(self, handle: ReplyHandle, turn: UserTurn, user_text: str | None, fixed: str | None = None) -> None:
+    async def _reply(self, handle: ReplyHandle, turn: UserTurn, user_text: str | None,
+                     fixed: str | Answer | None = None) -> None:
         """Reply to `user_text`, or speak `fixed` (a cascade answer for a turn that got no text)."""
         answer = self._answer_for(user_text, fixed)
         report = turn.timeline.report
@@ -229,14 +252,14 @@ class Replies:
         config = self._config()
         record = ReplyRecord(f"r{next(self._response_ids)}")
         self._timelines[record.response_id] = turn.timeline
-        messages = self.conversation.prompt(config.instructions, user_text or "")
+        messages = answer.messages or self.conversation.prompt(config.instructions, user_text or "")
         if user_text is not None:
             self.conversation.add_user(user_text)
             self._log_text("user", user_text)
         handle.open_audio(record, config.output_rate_hz)
         handle.event(EventKind.RESPONSE_CREATED, response_id=record.response_id)
         reply = Reply(record, turn.timeline, session_id=self.session_id, turn_id=turn.turn_id,
-                      tts=self.engines.tts, outbox=self.outbox,
+                      tts=self.engines.tts if config.audio_out else None, outbox=self.outbox,
                       output_rate_hz=config.output_rate_hz, emit=handle.emit)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
@@ -272,6 +295,8 @@ class Replies:
             if handle.finish():  # a held or discarded reply answered nobody: no history, events or metrics
                 self._count_answer(handle, level, status)
                 self._finish(handle, turn, record, status, reason)
+                if answer.effect is not None and self.on_effect is not None:
+                    self.on_effect(answer.effect)
             else:
                 self._release_floor(turn)
                 self.outbox.end_reply(record.response_id)

@@ -90,6 +90,10 @@ class Reply:
     def _event(self, kind: EventKind, **data: object) -> None:
         self._emit(ServerEvent(kind, self.session_id, turn_id=self.turn_id, response_id=self.record.response_id, data=data))
 
+    def event(self, kind: EventKind, **data: object) -> None:
+        """An event of this reply (e.g. a tool call), sent, held or dropped with the reply's own."""
+        self._event(kind, **data)
+
     async def run(self, llm: LanguageModel, plan: ReplyPlan) -> None:
         """Write the reply with `llm` and speak it as it is written."""
         pieces: asyncio.Queue[str | None] = asyncio.Queue(_PIECE_QUEUE)
@@ -173,10 +177,10 @@ class Reply:
             self.record.pieces.append(spoken)
             async for audio in self.tts.synthesize(spoken.text):
                 self.timeline.mark("tts_first_audio", now())
-                out = resampler.process(audio)
-                spoken.audio_ms += 1000.0 * len(out) / self.output_rate_hz
-                await self.outbox.add_audio(self.record.response_id, out)
-        tail = resampler.process(np.zeros(0, dtype=np.float32), final=True)
+                # A piece's length is its TTS audio's: the resampler keeps positions but holds back a
+                # little, which reaches the outbox with the next piece (or the flush below).
+                spoken.audio_ms += 1000.0 * len(audio) / self.tts.sample_rate_hz
+                await self.outbox.add_audio(self.record.response_id, resampler.process(audio))
+        tail = resampler.flush()
         if len(tail) and self.record.pieces:
-            self.record.pieces[-1].audio_ms += 1000.0 * len(tail) / self.output_rate_hz
             await self.outbox.add_audio(self.record.response_id, tail)

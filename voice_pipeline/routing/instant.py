@@ -1,8 +1,10 @@
-"""Deterministic answers for instant intents: no model, just templates and a small context.
+"""Deterministic answers for instant intents: no model, just templates, tools and a small context.
 
-`answer_instant(text, context)` returns an `InstantAnswer` (short spoken English and an optional
-action for the session) or None when no template matches, so the caller falls back to the small
-model. The whole utterance must match an intent: "thanks, and explain X" is not an instant turn.
+`answer_instant(text, context)` returns an `InstantAnswer` (short spoken English, an optional
+action and an optional effect for the session) or None when neither a template nor a tool's
+parser (voice_pipeline/tools: arithmetic, units, dates, timers) claims the utterance, so the
+caller falls back to a model. The whole utterance must match: "thanks, and explain X" is not an
+instant turn.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Callable
 
 from voice_pipeline.routing.features import normalize
 from voice_pipeline.routing.spoken import WEEKDAYS, clock_words, date_words
+from voice_pipeline.tools import ToolContext, ToolRegistry, builtin_tools
 
 _LEAD = re.compile(r"^(?:(?:hey there|hi there|hey|hi|um+|uh+|er|okay|ok|so|alright|well|please|assistant|hey assistant)\s+)+")
 _WHATS = re.compile(r"\bwhats\b")
@@ -39,6 +42,7 @@ class InstantAction(str, enum.Enum):
 class InstantContext:
     now: datetime  # local wall-clock time, injected (tests pass a fixed one)
     last_reply: str | None = None  # the assistant's last spoken reply, for "say that again"
+    tools: ToolRegistry | None = None  # None: the built-in tools
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class InstantAnswer:
     intent: str
     text: str  # what to say; empty means say nothing (stop, cancel)
     action: InstantAction | None = None
+    effect: object | None = None  # a tool's request to the session (a timer), once the reply is given
 
 
 Responder = Callable[[str, InstantContext], InstantAnswer]
@@ -156,8 +161,16 @@ def answer_instant(text: str, context: InstantContext) -> InstantAnswer | None:
                 if answer.intent in _ANSWERS_TO_A_QUESTION and _asked_a_question(context):
                     return None  # "yes" to "shall I go on?" belongs to the model, with the history
                 return answer
-    return None
+    tools = context.tools if context.tools is not None else BUILTIN_TOOLS
+    found = tools.answer(text, ToolContext(context.now))
+    if found is None:
+        return None
+    tool, result = found
+    return InstantAnswer(f"tool:{tool.name}", result.text, effect=result.effect)
+
+
+BUILTIN_TOOLS = builtin_tools()
 
 
 def _asked_a_question(context: InstantContext) -> bool:
-    return bool(context.last_reply) and context.last_reply.rstrip().endswith("?")
+    return context.last_reply is not None and context.last_reply.rstrip().endswith("?")

@@ -34,6 +34,10 @@ class Conversation:
         if heard:
             self.history.insert(at, ChatMessage("assistant", heard))
 
+    def begin_unprompted(self) -> None:
+        """The assistant speaks on its own (a timer going off): its reply goes after everything so far."""
+        self._reply_slot = len(self.history)
+
     def last_reply(self) -> str | None:
         return next((m.content for m in reversed(self.history) if m.role == "assistant"), None)
 

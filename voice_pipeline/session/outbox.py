@@ -5,7 +5,10 @@ Everything the session sends goes through one task, so ordering is simple to rea
 - audio is cut into frames and sent while the client holds less than `lead_ms` of unplayed
   audio (estimated from what was sent and the wall clock), so a flush takes effect at once;
 - `flush()` drops all queued audio synchronously; anything emitted after it (such as
-  `output_audio_buffer.cleared`) is therefore never followed by audio of the flushed reply.
+  `output_audio_buffer.cleared`) is therefore never followed by audio of the flushed reply;
+- `pause()` stops sending audio (kept queued) while speech over a reply is judged, `resume()`
+  goes on from the next unsent frame: the client plays out its lead, is silent, then hears the
+  rest, and `played_ms` stays right because the play cursor only moves when audio is sent.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class Outbox:
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
         self._closed = False
+        self._paused = False
+        # Each audio frame sent, with the time the client starts playing it (the echo reference).
+        self.on_audio_sent: Callable[[np.ndarray, int, float], None] | None = None
 
     # -- producers ----------------------------------------------------------------------------
 
@@ -129,6 +135,18 @@ class Outbox:
         reply = self._by_id.get(response_id) or self._finished.get(response_id)
         return reply.sent_ms if reply else 0.0
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop sending reply audio until `resume()`; queued audio and control events are kept."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
     def close(self) -> None:
         self._closed = True
         self.flush()
@@ -155,7 +173,7 @@ class Outbox:
     def _next_audio_delay(self) -> float | None:
         """0 if a frame should go now, seconds to wait if one is waiting on pacing, else None."""
         self._drop_finished_heads()
-        if not self._replies or not self._replies[0].frames or self._replies[0].held:
+        if self._paused or not self._replies or not self._replies[0].frames or self._replies[0].held:
             return None
         ahead_s = self._play_cursor_t - now()
         return 0.0 if ahead_s < self.lead_s else ahead_s - self.lead_s
@@ -176,7 +194,10 @@ class Outbox:
                 )
             )
         duration_s = len(frame) / reply.sample_rate_hz
-        self._play_cursor_t = max(self._play_cursor_t, t) + duration_s
+        play_start_t = max(self._play_cursor_t, t)
+        if self.on_audio_sent is not None:
+            self.on_audio_sent(frame, reply.sample_rate_hz, play_start_t)
+        self._play_cursor_t = play_start_t + duration_s
         reply.sent_ms += duration_s * 1000.0
         reply.play_end_t = self._play_cursor_t
         self._space.set()

@@ -20,7 +20,7 @@ import numpy as np
 
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
-from voice_pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech, Transcript
+from voice_pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from voice_pipeline.errors import EngineError, ProtocolError
 from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
 from voice_pipeline.protocol import commands as cmd
@@ -30,14 +30,19 @@ from voice_pipeline.reply.answer import Answerer
 from voice_pipeline.reply.phrasebook import STT_OFF, Phrasebook
 from voice_pipeline.reply.replies import Replies
 from voice_pipeline.session.audio_history import AudioHistory
+from voice_pipeline.session.barge_in import BargeInJudge
 from voice_pipeline.session.bounded import DropOldestQueue
 from voice_pipeline.session.conversation import Conversation
-from voice_pipeline.session.end_of_turn import EndOfTurnScorer, LatestTextScorer
+from voice_pipeline.session.echo import EchoGate
+from voice_pipeline.session.end_of_turn import EndOfTurnModel, PauseAudioScorer, verdict_at_end
 from voice_pipeline.session.outbox import Outbox, Sink
+from voice_pipeline.session.text_hints import TextHints
 from voice_pipeline.session.transcription import TurnTranscriber
 from voice_pipeline.session.user_turn import UserTurn, VoiceTurn
+from voice_pipeline.tools.timers import SessionTimers
 from voice_pipeline.session.turn import (
     BargeIn,
+    BargeInHeld,
     EndOfTurn,
     SilenceStarted,
     SpeechResumed,
@@ -45,7 +50,6 @@ from voice_pipeline.session.turn import (
     Action,
     TurnConfig,
     TurnTaking,
-    UserState,
 )
 
 log = logging.getLogger("voice_pipeline.session.session")
@@ -68,7 +72,7 @@ class Engines:
     system_prompt: str
     vad_executor: Executor | None = None
     answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
-    eot: EndOfTurnScorer | None = None  # None: silence alone ends turns
+    eot: EndOfTurnModel | None = None  # None: silence alone ends turns (session/end_of_turn.py)
     speculate: bool = True  # prepare replies during the endpoint wait (settings.vad.speculate, resolved)
     phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
 
@@ -77,6 +81,14 @@ class Engines:
 class _Frame:
     samples: np.ndarray  # float32 at the session's input rate
     t: float  # arrival, monotonic
+    final: bool = False  # the input paused: flush what the resampler still holds
+
+
+def _input_resamplers(input_rate_hz: int) -> tuple[StreamingResampler, StreamingResampler]:
+    """The input's two conversions to 16 kHz: high quality for the transcriber (soxr HQ holds back
+    20-60 ms while streaming, which costs nothing there: the final pass starts at a pause) and
+    soxr's quick one for the VAD, which holds back under 1 ms, so the endpoint is not late."""
+    return StreamingResampler(input_rate_hz, PIPELINE_RATE_HZ), StreamingResampler(input_rate_hz, PIPELINE_RATE_HZ, "QQ")
 
 
 class Session:
@@ -91,8 +103,10 @@ class Session:
         )
         self._audio_in: DropOldestQueue[_Frame] = DropOldestQueue(settings.server.audio_in_queue_frames)
         self._turns = TurnTaking(self._turn_config())
+        self._pause_eot = PauseAudioScorer.for_session(engines.eot, self._turns, settings.vad)
+        self._text_eot = TextHints(engines.eot, self._turns, self._pause_eot, lambda: self._turn)
         self._history_audio = AudioHistory()
-        self._resampler = StreamingResampler(self.config.input_rate_hz, PIPELINE_RATE_HZ)
+        self._resampler, self._vad_resampler = _input_resamplers(self.config.input_rate_hz)
         self._vad = engines.make_vad()
         self._vad_pos_ms = 0.0
         self._last_frame = (0.0, 0.0)  # (arrival t, stream position ms at the frame's end)
@@ -100,10 +114,15 @@ class Session:
         self._turn: VoiceTurn | None = None
         self._turn_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._barge_in = BargeInJudge(self._turns, self.outbox, metrics, forget=self._forget_turn,
+                                      interrupt=lambda: self.replies.interrupt("barge_in"))
+        self._echo = EchoGate.for_session(settings.vad, self.outbox, metrics.echo_frames.inc)
         self.replies = Replies(
             session_id, settings, engines, metrics, self.outbox, self.conversation,
-            engines.phrases or Phrasebook(22_050), floor=self._turns, config=lambda: self.config, spawn=self._spawn,
+            engines.phrases or Phrasebook(22_050), floor=self._barge_in, config=lambda: self.config, spawn=self._spawn,
         )
+        self.timers = SessionTimers(self.say, busy=lambda: self._turn is not None or self.replies.running)
+        self.replies.on_effect = self.timers.apply
 
     # -- transport-facing API -----------------------------------------------------------------
 
@@ -116,6 +135,7 @@ class Session:
                 group.create_task(self._input_loop())
         finally:
             self.metrics.sessions.dec()
+            self.timers.close()
             self.replies.cancel_all()
             for task in self._tasks:
                 if not task.done():
@@ -172,6 +192,12 @@ class Session:
                 await self.replies.wait_finished()
                 self.conversation.reset()
                 self._emit(EventKind.RESET_DONE)
+            case cmd.ToolOutput(call_id, output):
+                if not self.replies.tools.add_output(call_id, output):
+                    self.error("invalid_event", f"no tool call {call_id[:64]!r} is waiting for its output",
+                               event_type="conversation.item.create")
+            case cmd.CreateResponse():
+                self._tool_continuation()
 
     def playback_finished(self, response_id: str, heard_ms: float, interrupted: bool) -> None:
         """A sink that knows what its far end played (a phone line) reports the end of a reply's
@@ -213,7 +239,7 @@ class Session:
                 self._emit(kind, session=self.config.to_wire(), limits=self._limits())
             return
         if new.input_rate_hz != self.config.input_rate_hz:
-            self._resampler = StreamingResampler(new.input_rate_hz, PIPELINE_RATE_HZ)
+            self._resampler, self._vad_resampler = _input_resamplers(new.input_rate_hz)
         self.config = new
         self._turns.config = self._turn_config()
         self._emit(kind, session=new.to_wire(), limits=self._limits())
@@ -225,6 +251,7 @@ class Session:
             min_speech_ms=vad.min_speech_ms,
             endpoint_silence_ms=config.silence_duration_ms,
             barge_in_min_speech_ms=vad.barge_in_min_speech_ms,
+            barge_in_confirm_ms=vad.barge_in_confirm_ms if self.settings.capabilities.stt else 0.0,
             vad_enabled=config.vad_enabled,
         )
 
@@ -244,16 +271,22 @@ class Session:
         while True:
             idle_s = None if self._turn is None else self._turns.endpoint_silence_ms / 1000.0
             frame = await self._audio_in.get(idle_s)
+            if frame is None and self._resampler.held_ms > 0:  # the input paused: release the resampler's tail
+                frame = _Frame(np.zeros(0, np.float32), self._last_frame[0], final=True)
             if frame is None:
                 self._last_frame = (now(), self._history_audio.end_ms)
                 await self._apply_actions(self._turns.input_idle(self._history_audio.end_ms))
                 continue
-            samples = self._resampler.process(frame.samples)
-            self._history_audio.append(samples)
-            self._last_frame = (frame.t, self._history_audio.end_ms)
-            probabilities = await loop.run_in_executor(self.engines.vad_executor, self._vad.process, samples)
+            self._history_audio.append(self._resampler.process(frame.samples, final=frame.final))
+            self._last_frame = (frame.t, self._history_audio.end_ms + self._resampler.held_ms)
+            vad_samples = self._vad_resampler.process(frame.samples, final=frame.final)
+            probabilities = await loop.run_in_executor(self.engines.vad_executor, self._vad.process, vad_samples)
+            if self._echo is not None:
+                self._echo.heard(vad_samples)
             for probability in probabilities:
                 self._vad_pos_ms += VAD_FRAME_MS
+                if self._echo is not None and probability >= self._turns.config.neg_threshold:
+                    probability = self._echo.gated(probability, self._vad_pos_ms, self._stream_time(self._vad_pos_ms))
                 await self._apply_actions(self._turns.on_vad(self._vad_pos_ms, VAD_FRAME_MS, probability))
             if self._turn is not None and self._turn.stt is not None:
                 self._turn.stt.maybe_partial(self._history_audio.end_ms)
@@ -270,18 +303,25 @@ class Session:
                     self._turn = self._new_turn(start_ms)
                     self._emit(EventKind.SPEECH_STARTED, turn_id=self._turn.turn_id, audio_start_ms=round(start_ms))
                 case SilenceStarted(speech_end_ms):
+                    if self._turn and self._pause_eot:  # the audio model first: it decides the endpoint
+                        self._pause_eot.pause_started(self._history_audio.slice_ms(self._turn.start_ms - self.settings.vad.prefix_padding_ms))
                     if self._turn and self.settings.stt.early_final and self.settings.capabilities.stt:
                         self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
-                        self._score_end_of_turn(self._turn, speech_end_ms)
+                        self._text_eot.pause_started(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
                         self.replies.speculate(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
+                    if self._turn and self._barge_in.pending is self._turn:  # the words over the reply decide
+                        self._barge_in.pause_started(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
                 case SpeechResumed():
                     if self._turn:
                         self.replies.discard(self._turn)
                         self._turn.stt.speech_resumed()
                 case EndOfTurn():
+                    self._barge_in.end_of_turn()
                     self._end_turn(action)
+                case BargeInHeld():
+                    self._barge_in.held(self._turn)
                 case BargeIn():
-                    self.replies.interrupt("barge_in")
+                    self._barge_in.interrupt()
 
     def _end_turn(self, end: EndOfTurn) -> None:
         turn = self._turn
@@ -297,6 +337,7 @@ class Session:
             turn.eot.cancel()
             if turn.eot.latest is not None:
                 turn.timeline.report.eot_probability = round(turn.eot.latest, 3)
+        self.metrics.observe_end_of_turn(turn.timeline.report.set_end_of_turn(verdict_at_end(self._pause_eot, turn.eot)))
         self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(end.speech_end_ms))
         self._emit(EventKind.INPUT_COMMITTED, turn_id=turn.turn_id)
         if self.replies.commit(turn):  # its reply was prepared during the pause
@@ -321,37 +362,13 @@ class Session:
             on_partial if self.config.partials and self.settings.capabilities.stt else None,
         )
         turn = VoiceTurn(turn_id, start_ms, stt=stt)
-        if self.engines.eot is not None:
-            turn.eot = LatestTextScorer(self.engines.eot, lambda _text, p: self._eot_hint(turn, p))
+        self._text_eot.attach(turn)
         return turn
 
-    def _score_end_of_turn(self, turn: VoiceTurn, speech_end_ms: float) -> None:
-        """At a pause, score the pause's own transcript and hold the endpoint until it is scored.
-
-        Partials are usually a second behind the speech, so their scores are not applied here;
-        the wait for the fresh score costs little because the reply is prepared meanwhile.
-        """
-        scorer = turn.eot
-        if scorer is None:
-            return
-        self._turns.expect_hint()
-
-        def score(task: asyncio.Task[Transcript]) -> None:
-            if self._turn is not turn:
-                return
-            if task.cancelled() or task.exception() is not None or not task.result().text.strip():
-                turn.eot_scored.set()
-                self._turns.hint_end_of_turn(None)  # nothing to score: plain silence decides
-            else:
-                scorer.submit(task.result().text)
-
-        turn.stt.final(speech_end_ms, self._history_audio.end_ms).add_done_callback(score)
-
-    def _eot_hint(self, turn: VoiceTurn, probability: float | None) -> None:
-        """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
-        turn.eot_scored.set()
-        if self._turn is turn and self._turns.state is UserState.PAUSED:
-            self._turns.hint_end_of_turn(probability)
+    def _forget_turn(self, turn: VoiceTurn) -> None:
+        """The words over the reply were a backchannel: no turn, no reply (the reply goes on)."""
+        self._drop_turn()
+        self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(self._vad_pos_ms), ignored="backchannel")
 
     def _drop_turn(self) -> None:
         if self._turn is not None and self._turn.eot is not None:
@@ -360,6 +377,7 @@ class Session:
             self.replies.discard(self._turn)
             self._turn.stt.cancel()
         self._turn = None
+        self._barge_in.release()
 
     async def _text_turn(self, text: str) -> None:
         if self._turn is not None:
@@ -368,6 +386,20 @@ class Session:
         turn = UserTurn(f"t{next(self._turn_ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
         turn.timeline.mark("input_end", now())
         self.replies.start_text(turn, text)
+
+    def say(self, text: str, reason: str = "timer") -> None:
+        """Speak `text` as a reply of the assistant's own (a timer going off), after any reply in progress."""
+        turn = UserTurn(f"t{next(self._turn_ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
+        turn.timeline.mark("input_end", now())
+        self.replies.start_said(turn, text, reason)
+
+    def _tool_continuation(self) -> None:
+        """`response.create` after tool outputs: the reply goes on once the one that called has finished."""
+        turn = UserTurn(f"t{next(self._turn_ids)}", self._history_audio.end_ms, TurnTimeline(origin="input_end"))
+        turn.timeline.mark("input_end", now())
+        if not self.replies.start_tool_continuation(turn):
+            self.error("invalid_event", "response.create continues a reply after the outputs of all its tool calls; "
+                       "every user turn is answered without it", event_type="response.create")
 
     # -- plumbing -----------------------------------------------------------------------------
 

@@ -10,7 +10,13 @@ User side:  QUIET -> SPEAKING -> PAUSED -> (SPEAKING | end of turn -> QUIET)
   work may begin); speech before the endpoint resumes the turn (SpeechResumed).
 - The turn ends after `endpoint_silence_ms` of silence (EndOfTurn), or when the client commits
   the input, or when the input stream goes idle.
-Assistant side: while a response is active, `barge_in_min_speech_ms` of user speech emits BargeIn.
+  An end-of-turn model may move that silence for one pause: `hint_end_of_turn` (a probability,
+  mapped linearly) or `hint_endpoint_silence` (a wait in ms, for the pause it was computed on).
+Assistant side: while a response is active, `barge_in_min_speech_ms` of user speech emits BargeIn,
+or, with `barge_in_confirm_ms` > 0, BargeInHeld: the reply is paused while the words are judged
+(`barge_in_resolved`: a backchannel forgets the user's turn, anything else is the barge-in), the
+endpoint waits for the verdict (up to the longest wait), and `barge_in_confirm_ms` of speech over
+the reply is a barge-in without a verdict.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class TurnConfig:
     pause_ms: float = 96.0
     endpoint_silence_ms: float = 300.0
     barge_in_min_speech_ms: float = 96.0
+    barge_in_confirm_ms: float = 0.0  # 0: interrupt at once; else pause, and interrupt after this much speech
     vad_enabled: bool = True
     # Bounds for an end-of-turn hint (semantic end-of-turn): the silence needed to end the turn
     # moves between these, from `endpoint_silence_ms` at probability 0.5.
@@ -70,7 +77,14 @@ class BargeIn:
     at_ms: float
 
 
-Action = SpeechStarted | SilenceStarted | SpeechResumed | EndOfTurn | BargeIn
+@dataclass(frozen=True)
+class BargeInHeld:
+    """Speech over the reply: pause it until the words are judged (`barge_in_resolved`)."""
+
+    at_ms: float
+
+
+Action = SpeechStarted | SilenceStarted | SpeechResumed | EndOfTurn | BargeIn | BargeInHeld
 
 
 class TurnTaking:
@@ -82,8 +96,12 @@ class TurnTaking:
         self._speech_start_ms = 0.0
         self._speech_end_ms = 0.0  # end of the last speech frame of the current turn
         self._barged_in = False
+        self._held = False  # BargeInHeld was emitted and its verdict has not come
+        self._held_speech_ms = 0.0  # speech over the reply since then
         self._eot_probability: float | None = None
         self._awaiting_hint = False  # a hint is on its way: wait for it (up to the longest wait)
+        self._hint_silence_ms: float | None = None  # an end-of-turn model's wait for this pause
+        self.pauses = 0  # pauses so far: a hint computed for one pause must not land on the next
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -117,17 +135,44 @@ class TurnTaking:
 
     def response_started(self) -> None:
         self.response_active = True
-        self._barged_in = False
+        self._barged_in = self._held = False
         self._speech_run_ms = 0.0
 
     def response_finished(self) -> None:
         self.response_active = False
-        self._barged_in = False
+        self._barged_in = self._held = False
+
+    @property
+    def barge_in_held(self) -> bool:
+        return self._held
+
+    def barge_in_resolved(self, interrupt: bool) -> bool:
+        """The words spoken over the reply were judged: `interrupt` makes them the barge-in (the
+        turn goes on); otherwise (a backchannel, nothing intelligible) the user's turn is forgotten.
+        Returns False when nothing was held any more (the turn or the reply ended meanwhile)."""
+        if not self._held:
+            return False
+        self._held = False
+        if interrupt:
+            self._barged_in = True
+        else:
+            self._reset_user()
+        return True
 
     def hint_end_of_turn(self, probability: float | None) -> None:
         """A semantic end-of-turn probability for the words so far (None clears it)."""
         self._eot_probability = probability
         self._awaiting_hint = False
+
+    def hint_endpoint_silence(self, silence_ms: float | None, pause: int | None = None) -> bool:
+        """An end-of-turn model's wait for the pause numbered `pause` (None: the plain silence rule).
+
+        Applied only while the user is still in that pause; returns whether it was applied."""
+        if self.state is not UserState.PAUSED or (pause is not None and pause != self.pauses):
+            return False
+        self._hint_silence_ms = silence_ms
+        self._awaiting_hint = False
+        return True
 
     def expect_hint(self) -> None:
         """A hint for this pause is being computed: until it comes, wait up to the longest wait."""
@@ -139,8 +184,10 @@ class TurnTaking:
     @property
     def endpoint_silence_ms(self) -> float:
         cfg, p = self.config, self._eot_probability
-        if self._awaiting_hint:
+        if self._awaiting_hint or self._held:
             return cfg.max_endpoint_silence_ms
+        if self._hint_silence_ms is not None:
+            return self._hint_silence_ms
         if p is None:
             return cfg.endpoint_silence_ms
         if p >= 0.5:
@@ -163,24 +210,32 @@ class TurnTaking:
         elif self.state is UserState.PAUSED:
             self.state = UserState.SPEAKING
             self._eot_probability = None
+            self._hint_silence_ms = None
             self._awaiting_hint = False
             actions.append(SpeechResumed(end_ms - frame_ms))
         else:
             self._speech_run_ms += frame_ms
         if self.state is UserState.SPEAKING:
             self._speech_end_ms = end_ms
-        actions.extend(self._check_barge_in(end_ms))
+        actions.extend(self._check_barge_in(end_ms, frame_ms))
         return actions
 
-    def _check_barge_in(self, end_ms: float) -> list[Action]:
-        if not self.response_active or self._barged_in:
+    def _check_barge_in(self, end_ms: float, frame_ms: float) -> list[Action]:
+        if not self.response_active or self._barged_in or self.state is UserState.QUIET:
             return []
-        if self.state is UserState.QUIET:
+        confirm_ms = self.config.barge_in_confirm_ms
+        if self._held:
+            self._held_speech_ms += frame_ms
+            if self._held_speech_ms < confirm_ms:
+                return []
+            self._held = False  # too long for a backchannel: a barge-in without waiting for the words
+        elif self._speech_run_ms < self.config.barge_in_min_speech_ms:
             return []
-        if self._speech_run_ms >= self.config.barge_in_min_speech_ms:
-            self._barged_in = True
-            return [BargeIn(end_ms)]
-        return []
+        elif confirm_ms > 0:
+            self._held, self._held_speech_ms = True, self._speech_run_ms
+            return [BargeInHeld(end_ms)]
+        self._barged_in = True
+        return [BargeIn(end_ms)]
 
     def _on_silence(self, end_ms: float, frame_ms: float) -> list[Action]:
         if self.state is UserState.QUIET:
@@ -191,6 +246,7 @@ class TurnTaking:
             self._speech_run_ms = 0.0
             if silence_ms >= self.config.pause_ms:
                 self.state = UserState.PAUSED
+                self.pauses += 1
                 return [SilenceStarted(self._speech_end_ms), *self._check_endpoint(end_ms, silence_ms)]
             return []
         return self._check_endpoint(end_ms, silence_ms)
@@ -212,6 +268,8 @@ class TurnTaking:
 
     def _reset_user(self) -> None:
         self.state = UserState.QUIET
+        self._held = False
         self._speech_run_ms = 0.0
         self._eot_probability = None
+        self._hint_silence_ms = None
         self._awaiting_hint = False

@@ -1,6 +1,7 @@
 """Phone audio in both directions: 8 kHz mu-law <-> float32 at the pipeline's rates, in 20 ms frames.
 
-Shared by the media-stream and the SIP/RTP transports; resampling is audio.StreamingResampler.
+Shared by the media-stream and the SIP/RTP transports. Each direction of a call keeps one libsoxr
+stream (audio.StreamingResampler), so 20 ms pieces join without clicks; a reply flushes it at its end.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class PhoneAudioOut:
         return self._cut_frames()
 
     def finish(self) -> list[bytes]:
-        self._pending = np.concatenate([self._pending, self._resampler.process(np.zeros(0), final=True)])
+        self._pending = np.concatenate([self._pending, self._resampler.flush()])
         frames = self._cut_frames()
         if len(self._pending):
             last = float_to_mulaw(self._pending)
@@ -57,7 +58,7 @@ class PhoneAudioOut:
         return frames
 
     def reset(self) -> None:
-        self._resampler = StreamingResampler(self.from_hz, PHONE_RATE_HZ)
+        self._resampler.reset()
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _cut_frames(self) -> list[bytes]:
