@@ -10,6 +10,7 @@ Levels, from the richest to the last resort:
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +27,21 @@ from voice_pipeline.tools import ToolRegistry
 from voice_pipeline.reply.tools import ToolRequest
 
 
+class Level(enum.StrEnum):
+    """Who answers a turn: a route (the first four) or, after the reply, the level that did."""
+
+    INSTANT = "instant"
+    SMALL = "small"
+    LARGE = "large"
+    CACHED = "cached"
+    LOCAL = "local"  # routed large, answered by the local model (the remote one failed or was late)
+    NONE = "none"  # nothing could be said, not even the cached apology
+    PARTIAL = "partial"  # the answer broke off after the user started hearing it
+
+
 @dataclass(frozen=True)
 class Answer:
-    route: str  # "instant" | "small" | "large"
+    route: Level  # INSTANT, SMALL, LARGE or CACHED
     reason: str  # why: template, router, no_template, large_unavailable, routing_off, llm_off
     confidence: float | None = None  # the router's, when it was asked
     text: str | None = None  # a fixed answer (template or deterministic), spoken as is
@@ -95,29 +108,29 @@ class Answerer:
         tool_llm = self._with_tools(tools)
         if tools is not None and tools.continuing is not None:
             if tool_llm is not None:
-                return _with_time(Answer("large", "tool_output", llm=tool_llm, tools=tools,
+                return _with_time(Answer(Level.LARGE, "tool_output", llm=tool_llm, tools=tools,
                                          messages=tools.continuing.plain_messages()), started)
             llm = self.large or self.small  # no remote now: the cascade answers from the results as text
-            return _with_time(Answer("small" if llm is self.small else "large", "tool_output", llm=llm,
+            return _with_time(Answer(Level.SMALL if llm is self.small else Level.LARGE, "tool_output", llm=llm,
                                      messages=tools.continuing.plain_messages()), started)
         if tool_llm is not None and tools is not None and tools.required:
-            return _with_time(Answer("large", "tools", llm=tool_llm, tools=tools), started)
+            return _with_time(Answer(Level.LARGE, "tools", llm=tool_llm, tools=tools), started)
         if self.router is None:
             answer = self._without_router(text, context)
         else:
             plan = plan_turn(self.router, text, context, large_available=self.large_available)
             if plan.route is Route.INSTANT and plan.instant is not None:
                 reason = "tool" if plan.instant.intent.startswith("tool:") else plan.reason
-                answer = Answer("instant", reason, plan.decision.confidence, plan.instant.text, plan.instant.action,
+                answer = Answer(Level.INSTANT, reason, plan.decision.confidence, plan.instant.text, plan.instant.action,
                                 effect=plan.instant.effect)
             elif self.small is None:
-                answer = Answer("instant", "llm_off", plan.decision.confidence)
+                answer = Answer(Level.INSTANT, "llm_off", plan.decision.confidence)
             elif plan.route is Route.LARGE:
-                answer = Answer("large", plan.reason, plan.decision.confidence, llm=self.large, filler=self.filler)
+                answer = Answer(Level.LARGE, plan.reason, plan.decision.confidence, llm=self.large, filler=self.filler)
             else:
-                answer = Answer("small", plan.reason, plan.decision.confidence, llm=self.small)
-        if tool_llm is not None and answer.route != "instant":
-            answer = Answer("large", "tools", answer.confidence, llm=tool_llm, tools=tools)
+                answer = Answer(Level.SMALL, plan.reason, plan.decision.confidence, llm=self.small)
+        if tool_llm is not None and answer.route is not Level.INSTANT:
+            answer = Answer(Level.LARGE, "tools", answer.confidence, llm=tool_llm, tools=tools)
         return _with_time(answer, started)
 
     def _with_tools(self, tools: ToolRequest | None) -> LanguageModel | None:
@@ -139,10 +152,10 @@ class Answerer:
         instant = answer_instant(text, context)
         if instant is not None:
             reason = "tool" if instant.intent.startswith("tool:") else "template"
-            return Answer("instant", reason, text=instant.text, action=instant.action, effect=instant.effect)
+            return Answer(Level.INSTANT, reason, text=instant.text, action=instant.action, effect=instant.effect)
         if self.small is None:
-            return Answer("instant", "llm_off")
-        return Answer("small", "routing_off", llm=self.small)
+            return Answer(Level.INSTANT, "llm_off")
+        return Answer(Level.SMALL, "routing_off", llm=self.small)
 
 
 def _with_time(answer: Answer, started: float) -> Answer:

@@ -14,7 +14,7 @@ from voice_pipeline.engines.fallback import FallbackLLM, FallbackRecord
 from voice_pipeline.errors import EngineError
 from voice_pipeline.metrics import TurnReport
 from voice_pipeline.protocol.events import EventKind
-from voice_pipeline.reply.answer import Answer
+from voice_pipeline.reply.answer import Answer, Level
 from voice_pipeline.reply.phrasebook import FILLER, LLM_OFF, SORRY, Phrasebook
 from voice_pipeline.reply.speaking import Reply, ReplyPlan
 
@@ -22,7 +22,7 @@ from voice_pipeline.reply.speaking import Reply, ReplyPlan
 async def produce(
     reply: Reply, answer: Answer, plan: ReplyPlan, phrases: Phrasebook, report: TurnReport,
     first_audio_s: float | None = None,
-) -> str:
+) -> Level:
     """Speak `answer`; returns the level that answered: instant, small, large, local or cached.
 
     With `first_audio_s`, a reply that has nothing audible by then gets the cached filler first,
@@ -31,10 +31,10 @@ async def produce(
     if answer.text is not None:
         if answer.text:
             await reply.speak_text(answer.text, phrases.get(answer.text), phrases.sample_rate_hz)
-        return "instant"
+        return Level.INSTANT
     if answer.llm is None:  # the LLM is switched off: templates or this
         await speak_cached(reply, LLM_OFF, phrases)
-        return "cached"
+        return Level.CACHED
     watchdog = None
     filler = phrases.get(FILLER)
     if answer.filler and filler is not None:
@@ -53,8 +53,8 @@ async def produce(
     _send_tool_calls(reply, answer)
     if record is None:
         return answer.route
-    if answer.route == "large" and record.answered_level:
-        return "local"  # the remote level failed or missed its budget; the local model answered
+    if answer.route is Level.LARGE and record.answered_level:
+        return Level.LOCAL  # the remote level failed or missed its budget; the local model answered
     return answer.route
 
 
@@ -73,12 +73,12 @@ async def _fill_silence(reply: Reply, filler: np.ndarray, sample_rate_hz: int, a
         await reply.add_cached(FILLER, filler, sample_rate_hz)
 
 
-async def last_resort(reply: Reply, phrases: Phrasebook, error: EngineError) -> str:
+async def last_resort(reply: Reply, phrases: Phrasebook, error: EngineError) -> Level:
     """After a failed level: the cached apology if it can still be heard, else nothing."""
     if reply.record.pieces and reply.outbox.sent_ms(reply.record.response_id) > 0:
-        return "partial"  # the user already hears an answer; cutting in with an apology would be worse
+        return Level.PARTIAL  # the user already hears an answer; cutting in with an apology would be worse
     await speak_cached(reply, SORRY, phrases)
-    return "cached" if SORRY in phrases else "none"
+    return Level.CACHED if SORRY in phrases else Level.NONE
 
 
 async def speak_cached(reply: Reply, text: str, phrases: Phrasebook) -> None:

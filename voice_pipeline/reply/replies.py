@@ -9,6 +9,7 @@ a reply that speaks writes the history and is counted, here in `_finish`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import math
@@ -21,7 +22,7 @@ from voice_pipeline.errors import EngineError
 from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.protocol.session_config import SessionConfig
-from voice_pipeline.reply.answer import Answer, Answerer
+from voice_pipeline.reply.answer import Answer, Answerer, Level
 from voice_pipeline.reply.cascade import last_resort, produce
 from voice_pipeline.reply.handle import ReplyHandle
 from voice_pipeline.reply.phrasebook import SORRY, Phrasebook
@@ -33,6 +34,14 @@ from voice_pipeline.session.outbox import Outbox
 from voice_pipeline.session.user_turn import UserTurn
 
 log = logging.getLogger("voice_pipeline.reply.replies")
+
+
+class ReplyStatus(enum.StrEnum):
+    """How a reply ended, as `response.done` says."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"  # interrupted (barge-in, the client's cancel, a reset)
+    FAILED = "failed"  # broke off after the user started hearing it, or a bug
 
 
 class Floor(Protocol):
@@ -151,7 +160,7 @@ class Replies:
         """The assistant speaks on its own (a timer going off): an instant answer, after the replies before it."""
         async def body(handle: ReplyHandle) -> None:
             self.conversation.begin_unprompted()
-            await self._reply(handle, turn, None, fixed=Answer("instant", reason, text=text))
+            await self._reply(handle, turn, None, fixed=Answer(Level.INSTANT, reason, text=text))
 
         self._start_live(turn, body)
 
@@ -229,9 +238,9 @@ class Replies:
         if isinstance(fixed, Answer):
             return fixed
         if fixed is not None:
-            return Answer("cached", "fallback", text=fixed)
+            return Answer(Level.CACHED, "fallback", text=fixed)
         if self.engines.answerer is None:
-            return Answer("small", "routing_off", llm=self.engines.llm)
+            return Answer(Level.SMALL, "routing_off", llm=self.engines.llm)
         config = self._config()
         tools = self.tools.request(config.tools, config.tool_choice, user_text)
         return self.engines.answerer.plan(user_text or "", self.conversation.last_reply(), tools=tools)
@@ -264,7 +273,7 @@ class Replies:
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
                          tts.stream_text)
-        status, reason, level = "completed", None, "none"
+        status, reason, level = ReplyStatus.COMPLETED, None, Level.NONE
         try:
             try:
                 level = await produce(reply, answer, plan, self.phrases, report,
@@ -274,19 +283,19 @@ class Replies:
                 self.metrics.fallbacks.labels(exc.stage, "failed").inc()
                 reason = "fallback"
                 level = await last_resort(reply, self.phrases, exc)
-                if level == "partial":  # the answer broke off after the user started hearing it
-                    status, reason = "failed", str(exc)
+                if level is Level.PARTIAL:  # the answer broke off after the user started hearing it
+                    status, reason = ReplyStatus.FAILED, str(exc)
             self.outbox.end_reply(record.response_id)
             await self.outbox.wait_sent(record.response_id)
             if self.outbox.sent_ms(record.response_id):
                 handle.emit(ServerEvent(EventKind.OUTPUT_AUDIO_STOPPED, self.session_id, response_id=record.response_id,
                                         data={"audio_ms": round(self.outbox.sent_ms(record.response_id))}))
         except asyncio.CancelledError:
-            status, reason = "cancelled", "interrupted"
+            status, reason = ReplyStatus.CANCELLED, "interrupted"
             raise
         except Exception as exc:  # a bug must not end the session: report it and go on
             log.exception("session %s: reply failed", self.session_id)
-            status, reason = "failed", f"internal error: {type(exc).__name__}"
+            status, reason = ReplyStatus.FAILED, f"internal error: {type(exc).__name__}"
             self.outbox.flush(record.response_id)
             self._reply_error(handle, "stage_failed", reason)
         finally:
@@ -317,12 +326,12 @@ class Replies:
         handle.emit(ServerEvent(EventKind.ERROR, self.session_id,
                                 data={"error": {"code": code, "message": message, "recoverable": True}}))
 
-    def _count_answer(self, handle: ReplyHandle, level: str, status: str) -> None:
+    def _count_answer(self, handle: ReplyHandle, level: Level, status: ReplyStatus) -> None:
         """Consecutive last resorts mean the assistant cannot help: escalate (e.g. a transfer)."""
         self.metrics.answers.labels(level).inc()
-        if status == "cancelled":
+        if status is ReplyStatus.CANCELLED:
             return
-        if level not in ("cached", "none"):
+        if level not in (Level.CACHED, Level.NONE):
             self._last_resorts_in_row = 0
             return
         self._last_resorts_in_row += 1
@@ -331,13 +340,13 @@ class Replies:
             self.metrics.escalations.inc()
             handle.emit(ServerEvent(EventKind.ESCALATION, self.session_id, data={"reason": "repeated_failures"}))
 
-    def _finish(self, handle: ReplyHandle, turn: UserTurn, record: ReplyRecord, status: str,
+    def _finish(self, handle: ReplyHandle, turn: UserTurn, record: ReplyRecord, status: ReplyStatus,
                 reason: str | None) -> None:
         """The reply's bookkeeping: the only place a reply is written to the history."""
         self._release_floor(turn)
         self.outbox.end_reply(record.response_id)
         self._timelines.pop(record.response_id, None)  # a reply that never sent audio
-        heard = record.text if status == "completed" else record.played_text(self.outbox.played_ms(record.response_id))
+        heard = record.text if status is ReplyStatus.COMPLETED else record.played_text(self.outbox.played_ms(record.response_id))
         self.conversation.set_reply(heard)
         self.conversation.log_reply(heard)
         self._log_text("assistant", heard)
