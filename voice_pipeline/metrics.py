@@ -158,6 +158,10 @@ class PipelineMetrics:
             "vp_end_of_turn_model_seconds", "Wall time of the audio end-of-turn model at a pause",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0), registry=self.registry,
         )
+        self.shed = Counter(
+            "vp_shed_total", "Work skipped because a stage was behind (partial, speculation)", ["work"],
+            registry=self.registry,
+        )
         self.fallbacks = Counter(
             "vp_fallbacks_total", "Fallbacks and budget misses", ["stage", "reason"], registry=self.registry
         )

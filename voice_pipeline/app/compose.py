@@ -11,6 +11,7 @@ import numpy as np
 
 from voice_pipeline.app.settings import Settings, switch_on
 from voice_pipeline.engines.registry import cache_dir, system_prompt
+from voice_pipeline.session.load import StageLoad
 from voice_pipeline.session.session import Engines
 
 log = logging.getLogger("voice_pipeline.engines")
@@ -54,6 +55,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         answerer=answerer,
         eot=eot,
         speculate=switch_on(settings.vad.speculate, stt_fast),
+        load=StageLoad(settings.llm.instances, (lambda: stt.waiting) if isinstance(stt, WhisperStt) else (lambda: 0)),
     )
     warm_ups = {"llm": llm and llm.warm_up(prompt), "tts": tts and tts.warm_up()}
     for name, warm in warm_ups.items():

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -46,6 +47,9 @@ class WhisperStt:
             num_workers=workers,
         )
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt")
+        self._workers = workers
+        self._in_flight = 0  # passes submitted and not yet finished (worker threads decrement it)
+        self._count_lock = threading.Lock()
         if settings.encoder_window not in {"fitted", "full"}:
             raise ConfigError(f"stt.encoder_window must be fitted or full, not {settings.encoder_window!r}")
         self._fitted = None
@@ -69,12 +73,27 @@ class WhisperStt:
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return Transcript(text=text, final=final, audio_ms=1000.0 * len(audio_16k) / 16_000)
 
+    @property
+    def waiting(self) -> int:
+        """Passes waiting for a free worker (the overload signal: session/load.py)."""
+        with self._count_lock:
+            return max(0, self._in_flight - self._workers)
+
     async def transcribe(self, audio_16k: np.ndarray, *, final: bool) -> Transcript:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self._transcribe_blocking, audio_16k, final)
+            job = self._executor.submit(self._transcribe_blocking, audio_16k, final)
+            with self._count_lock:
+                self._in_flight += 1
+            job.add_done_callback(self._finished)  # when the worker returns, or the job is cancelled unstarted
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             raise EngineError("stt", f"{type(exc).__name__}: {exc}") from exc
+
+    def _finished(self, _job: Future[Transcript]) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
 
     async def warm_up(self) -> None:
         await self.transcribe(np.zeros(16_000, dtype=np.float32), final=True)

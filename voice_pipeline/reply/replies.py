@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.engines.base import LanguageModel, TextToSpeech, Transcript
 from voice_pipeline.errors import EngineError
-from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
+from voice_pipeline.metrics import PipelineMetrics, TurnReport, TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.protocol.session_config import SessionConfig
 from voice_pipeline.reply.answer import Answer, Answerer, Level
@@ -30,6 +30,7 @@ from voice_pipeline.reply.speaking import Reply, ReplyPlan, ReplyRecord
 from voice_pipeline.reply.tools import SessionTools
 from voice_pipeline.routing.instant import InstantAction
 from voice_pipeline.session.conversation import Conversation
+from voice_pipeline.session.load import StageLoad
 from voice_pipeline.session.outbox import Outbox
 from voice_pipeline.session.user_turn import UserTurn
 
@@ -57,6 +58,7 @@ class ReplyEngines(Protocol):
     tts: TextToSpeech | None
     answerer: Answerer | None
     speculate: bool
+    load: StageLoad | None
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
@@ -90,6 +92,9 @@ class Replies:
         """At a pause: prepare the reply to the words so far, held until the turn ends."""
         busy = self._active_turn_id is not None or (self.current is not None and self.current.running)
         if not self.engines.speculate or busy or self.speculation is not None:
+            return
+        if self.engines.load is not None and self.engines.load.sheds_speculation():
+            self.metrics.shed.labels("speculation").inc()  # overload: answer at the endpoint instead
             return
         spec = self._new_handle(turn, held=True)
         spec.task = self._spawn(self._speculate(spec, turn, stt))
@@ -276,8 +281,7 @@ class Replies:
         status, reason, level = ReplyStatus.COMPLETED, None, Level.NONE
         try:
             try:
-                level = await produce(reply, answer, plan, self.phrases, report,
-                                      self.settings.budgets.first_audio_ms / 1000.0)
+                level = await self._produce(reply, answer, plan, report)
             except EngineError as exc:
                 self._reply_error(handle, "stage_failed", str(exc))
                 self.metrics.fallbacks.labels(exc.stage, "failed").inc()
@@ -310,6 +314,17 @@ class Replies:
                 self._release_floor(turn)
                 self.outbox.end_reply(record.response_id)
                 self._timelines.pop(record.response_id, None)
+
+    async def _produce(self, reply: Reply, answer: Answer, plan: ReplyPlan, report: TurnReport) -> Level:
+        """`produce`, counted in the worker's load while it runs (session/load.py)."""
+        load = self.engines.load
+        if load is not None:
+            load.reply_started()
+        try:
+            return await produce(reply, answer, plan, self.phrases, report, self.settings.budgets.first_audio_ms / 1000.0)
+        finally:
+            if load is not None:
+                load.reply_finished()
 
     def _count_fallbacks(self, timeline: TurnTimeline) -> None:
         report = timeline.report

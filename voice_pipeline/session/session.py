@@ -34,6 +34,7 @@ from voice_pipeline.session.barge_in import BargeInJudge
 from voice_pipeline.session.bounded import DropOldestQueue
 from voice_pipeline.session.conversation import Conversation
 from voice_pipeline.session.echo import EchoGate
+from voice_pipeline.session.load import StageLoad
 from voice_pipeline.session.end_of_turn import EndOfTurnModel, PauseAudioScorer, verdict_at_end
 from voice_pipeline.session.outbox import Outbox, Sink
 from voice_pipeline.session.text_hints import TextHints
@@ -75,6 +76,7 @@ class Engines:
     eot: EndOfTurnModel | None = None  # None: silence alone ends turns (session/end_of_turn.py)
     speculate: bool = True  # prepare replies during the endpoint wait (settings.vad.speculate, resolved)
     phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
+    load: StageLoad | None = None  # what the worker's stages are busy with (None: never shed)
 
 
 @dataclass
@@ -360,10 +362,18 @@ class Session:
             self._spawn,
             self.settings.stt.partial_interval_ms,
             on_partial if self.config.partials and self.settings.capabilities.stt else None,
+            self._may_start_partial,
         )
         turn = VoiceTurn(turn_id, start_ms, stt=stt)
         self._text_eot.attach(turn)
         return turn
+
+    def _may_start_partial(self) -> bool:
+        """Overload sheds partials first (session/load.py): finals never wait behind them."""
+        if self.engines.load is not None and self.engines.load.sheds_partials():
+            self.metrics.shed.labels("partial").inc()
+            return False
+        return True
 
     def _forget_turn(self, turn: VoiceTurn) -> None:
         """The words over the reply were a backchannel: no turn, no reply (the reply goes on)."""

@@ -43,7 +43,9 @@ class TurnTranscriber:
         spawn: Callable[..., asyncio.Task[Transcript]],
         partial_interval_ms: float,
         on_partial: Callable[[str], None] | None,
+        may_start_partial: Callable[[], bool] = lambda: True,  # False: the STT is behind, shed this partial
     ) -> None:
+        self._may_start_partial = may_start_partial
         self._stt, self._audio, self._spawn = stt, audio, spawn
         self.start_ms = start_ms
         self._interval_ms = partial_interval_ms
@@ -62,6 +64,8 @@ class TurnTranscriber:
         if now_ms - self._last_partial_at_ms < max(self._interval_ms, 2 * self._last_pass_ms):
             return
         self._last_partial_at_ms = now_ms
+        if not self._may_start_partial():  # skipped, not queued: the next one is due an interval later
+            return
         self._partial = _Pass(self._spawn(self._run_partial(now_ms)), now_ms)
 
     def pause_started(self, speech_end_ms: float, now_ms: float) -> None:
