@@ -58,6 +58,9 @@ def summarize_signal(signal: str, samples: list) -> dict:
         "premature_endpoints": len(premature), "premature_endpoint_ids": premature,
         "complete_voice_to_voice_ms": summarize(s.voice_to_voice_ms for s in complete if not s.spoke_over_user),
         "failed": [f"{s.item_id}: {s.status}" for s in samples if s.status != "ok"],
+        "samples": [{"item_id": s.item_id, "pause_ms": s.pause_ms, "voice_to_voice_ms": s.voice_to_voice_ms,
+                     "spoke_over_user": s.spoke_over_user, "premature_endpoints": s.premature_endpoints,
+                     "status": s.status, "stages_ms": s.stages_ms, "speculation": s.speculation} for s in samples],
     }
 
 

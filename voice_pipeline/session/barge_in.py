@@ -69,12 +69,12 @@ class BargeInJudge:
         self.pending = turn
         self._outbox.pause()
 
-    def pause_started(self, turn: VoiceTurn, transcript: asyncio.Task[Transcript]) -> None:
-        """The speaker paused: judge the words so far when their transcript is in."""
+    def pause_started(self, turn: VoiceTurn, speech_end_ms: float, now_ms: float) -> None:
+        """The speaker paused: judge the words so far when their transcript (the early final) is in."""
         if self.pending is not turn:
             return
         pause = self._turns.pauses
-        transcript.add_done_callback(lambda task: self._judge(turn, pause, task))
+        turn.stt.final(speech_end_ms, now_ms).add_done_callback(lambda task: self._judge(turn, pause, task))
 
     def interrupt(self, outcome: str = "long_speech") -> None:
         """A barge-in (the machine's BargeIn, or the verdict): stop the reply, then let audio flow."""

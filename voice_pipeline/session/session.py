@@ -309,10 +309,10 @@ class Session:
                         self._pause_eot.pause_started(self._history_audio.slice_ms(self._turn.start_ms - self.settings.vad.prefix_padding_ms))
                     if self._turn and self.settings.stt.early_final and self.settings.capabilities.stt:
                         self._turn.stt.pause_started(speech_end_ms, self._history_audio.end_ms)
-                        self._text_eot.pause_started(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
+                        self._text_eot.pause_started(self._turn, speech_end_ms, self._history_audio.end_ms)
                         self.replies.speculate(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
                     if self._turn and self._barge_in.pending is self._turn:  # the words over the reply decide
-                        self._barge_in.pause_started(self._turn, self._turn.stt.final(speech_end_ms, self._history_audio.end_ms))
+                        self._barge_in.pause_started(self._turn, speech_end_ms, self._history_audio.end_ms)
                 case SpeechResumed():
                     if self._turn:
                         self.replies.discard(self._turn)
@@ -378,7 +378,8 @@ class Session:
     def _forget_turn(self, turn: VoiceTurn) -> None:
         """The words over the reply were a backchannel: no turn, no reply (the reply goes on)."""
         self._drop_turn()
-        self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(self._vad_pos_ms), ignored="backchannel")
+        self._emit(EventKind.SPEECH_STOPPED, turn_id=turn.turn_id, audio_end_ms=round(self._vad_pos_ms),
+                   ignored="backchannel")
 
     def _drop_turn(self) -> None:
         if self._turn is not None and self._turn.eot is not None:

@@ -27,7 +27,7 @@ class TextHints:
         if self._model is not None:
             turn.eot = LatestTextScorer(self._model, lambda _text, p: self._hint(turn, p))
 
-    def pause_started(self, turn: VoiceTurn, transcript: asyncio.Task[Transcript]) -> None:
+    def pause_started(self, turn: VoiceTurn, speech_end_ms: float, now_ms: float) -> None:
         """At a pause, score the pause's own transcript and hold the endpoint until it is scored.
 
         Partials are usually a second behind the speech, so their scores are not applied here;
@@ -46,7 +46,7 @@ class TextHints:
             else:
                 scorer.submit(task.result().text)
 
-        transcript.add_done_callback(score)
+        turn.stt.final(speech_end_ms, now_ms).add_done_callback(score)
 
     def _hint(self, turn: VoiceTurn, probability: float | None) -> None:
         """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
