@@ -10,7 +10,7 @@ from voice_pipeline.app.settings import Settings
 from voice_pipeline.engines.base import Transcript
 from voice_pipeline.errors import EngineError
 from voice_pipeline.protocol.events import AudioChunk, ServerEvent
-from voice_pipeline.session.session import Engines
+from voice_pipeline.session.engines import Engines
 
 SPEECH_AMPLITUDE = 0.3
 TTS_RATE_HZ = 16_000

@@ -12,7 +12,7 @@ import numpy as np
 from voice_pipeline.app.settings import Settings, switch_on
 from voice_pipeline.engines.registry import cache_dir, system_prompt
 from voice_pipeline.session.load import StageLoad
-from voice_pipeline.session.session import Engines
+from voice_pipeline.session.engines import Engines
 
 log = logging.getLogger("voice_pipeline.engines")
 

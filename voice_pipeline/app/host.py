@@ -21,7 +21,8 @@ from voice_pipeline.app.settings import Settings
 from voice_pipeline.metrics import PipelineMetrics
 from voice_pipeline.protocol.commands import StartSession
 from voice_pipeline.session.outbox import Sink
-from voice_pipeline.session.session import Engines, Session
+from voice_pipeline.session.engines import Engines
+from voice_pipeline.session.session import Session
 
 log = logging.getLogger("voice_pipeline.host")
 

@@ -24,7 +24,8 @@ from voice_pipeline.errors import ProtocolError
 from voice_pipeline.metrics import PipelineMetrics
 from voice_pipeline.protocol.events import AudioChunk, ServerEvent
 from voice_pipeline.protocol.json_codec import AppendAudio, decode_text, encode_audio, encode_event
-from voice_pipeline.session.session import Engines, Session
+from voice_pipeline.session.engines import Engines
+from voice_pipeline.session.session import Session
 from voice_pipeline.transports.telephony import TelephonyService
 
 log = logging.getLogger("voice_pipeline.app.server")

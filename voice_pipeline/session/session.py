@@ -11,86 +11,48 @@ import asyncio
 import itertools
 import logging
 import math
-from concurrent.futures import Executor
-from dataclasses import dataclass
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
 from voice_pipeline.app.settings import Settings
-from voice_pipeline.audio import PIPELINE_RATE_HZ, StreamingResampler, pcm16_to_float
-from voice_pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from voice_pipeline.audio import pcm16_to_float
 from voice_pipeline.errors import EngineError, ProtocolError
 from voice_pipeline.metrics import PipelineMetrics, TurnTimeline
 from voice_pipeline.protocol import commands as cmd
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.protocol.session_config import SessionConfig
-from voice_pipeline.reply.answer import Answerer
 from voice_pipeline.reply.phrasebook import STT_OFF, Phrasebook
 from voice_pipeline.reply.replies import Replies
 from voice_pipeline.session.audio_history import AudioHistory
+from voice_pipeline.session.audio_in import InputFrame, input_resamplers
 from voice_pipeline.session.barge_in import BargeInJudge
 from voice_pipeline.session.bounded import DropOldestQueue
 from voice_pipeline.session.conversation import Conversation
 from voice_pipeline.session.echo import EchoGate
-from voice_pipeline.session.load import StageLoad
-from voice_pipeline.session.end_of_turn import EndOfTurnModel, PauseAudioScorer, verdict_at_end
+from voice_pipeline.session.end_of_turn import PauseAudioScorer, verdict_at_end
+from voice_pipeline.session.engines import Engines
 from voice_pipeline.session.outbox import Outbox, Sink
 from voice_pipeline.session.text_hints import TextHints
 from voice_pipeline.session.transcription import TurnTranscriber
-from voice_pipeline.session.user_turn import UserTurn, VoiceTurn
-from voice_pipeline.tools.timers import SessionTimers
 from voice_pipeline.session.turn import (
+    Action,
     BargeIn,
     BargeInHeld,
     EndOfTurn,
     SilenceStarted,
     SpeechResumed,
     SpeechStarted,
-    Action,
     TurnConfig,
     TurnTaking,
 )
+from voice_pipeline.session.user_turn import UserTurn, VoiceTurn
+from voice_pipeline.tools.timers import SessionTimers
 
 log = logging.getLogger("voice_pipeline.session.session")
 T = TypeVar("T")
 VAD_FRAME_MS = 32.0
-
-
-class VoiceActivity(Protocol):
-    """A stream's VAD: 16 kHz audio of any length in, one speech probability per 32 ms window out."""
-
-    def process(self, audio_16k: np.ndarray) -> list[float]: ...
-
-
-@dataclass
-class Engines:
-    stt: SpeechToText | None  # None: switched off (capabilities.stt)
-    llm: LanguageModel | None  # None: switched off (capabilities.llm)
-    tts: TextToSpeech | None
-    make_vad: Callable[[], VoiceActivity]  # one per session: it keeps the stream's state
-    system_prompt: str
-    vad_executor: Executor | None = None
-    answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
-    eot: EndOfTurnModel | None = None  # None: silence alone ends turns (session/end_of_turn.py)
-    speculate: bool = True  # prepare replies during the endpoint wait (settings.vad.speculate, resolved)
-    phrases: Phrasebook | None = None  # pre-synthesized fixed phrases
-    load: StageLoad | None = None  # what the worker's stages are busy with (None: never shed)
-
-
-@dataclass
-class _Frame:
-    samples: np.ndarray  # float32 at the session's input rate
-    t: float  # arrival, monotonic
-    final: bool = False  # the input paused: flush what the resampler still holds
-
-
-def _input_resamplers(input_rate_hz: int) -> tuple[StreamingResampler, StreamingResampler]:
-    """The input's two conversions to 16 kHz: high quality for the transcriber (soxr HQ holds back
-    20-60 ms while streaming, which costs nothing there: the final pass starts at a pause) and
-    soxr's quick one for the VAD, which holds back under 1 ms, so the endpoint is not late."""
-    return StreamingResampler(input_rate_hz, PIPELINE_RATE_HZ), StreamingResampler(input_rate_hz, PIPELINE_RATE_HZ, "QQ")
 
 
 class Session:
@@ -103,12 +65,12 @@ class Session:
             session_id, settings.tts.frame_ms, settings.tts.pacing_lead_ms,
             on_first_audio=lambda response_id, t: self.replies.on_first_audio(response_id, t),
         )
-        self._audio_in: DropOldestQueue[_Frame] = DropOldestQueue(settings.server.audio_in_queue_frames)
+        self._audio_in: DropOldestQueue[InputFrame] = DropOldestQueue(settings.server.audio_in_queue_frames)
         self._turns = TurnTaking(self._turn_config())
         self._pause_eot = PauseAudioScorer.for_session(engines.eot, self._turns, settings.vad)
         self._text_eot = TextHints(engines.eot, self._turns, self._pause_eot, lambda: self._turn)
         self._history_audio = AudioHistory()
-        self._resampler, self._vad_resampler = _input_resamplers(self.config.input_rate_hz)
+        self._resampler, self._vad_resampler = input_resamplers(self.config.input_rate_hz)
         self._vad = engines.make_vad()
         self._vad_pos_ms = 0.0
         self._last_frame = (0.0, 0.0)  # (arrival t, stream position ms at the frame's end)
@@ -157,7 +119,7 @@ class Session:
     def feed_samples(self, samples: np.ndarray) -> None:
         if not self.started:
             return self.error("session_not_started", "send session.start before audio")
-        if not self._audio_in.put(_Frame(samples, now())):
+        if not self._audio_in.put(InputFrame(samples, now())):
             self.metrics.audio_in_dropped.inc()
 
     @property
@@ -241,7 +203,7 @@ class Session:
                 self._emit(kind, session=self.config.to_wire(), limits=self._limits())
             return
         if new.input_rate_hz != self.config.input_rate_hz:
-            self._resampler, self._vad_resampler = _input_resamplers(new.input_rate_hz)
+            self._resampler, self._vad_resampler = input_resamplers(new.input_rate_hz)
         self.config = new
         self._turns.config = self._turn_config()
         self._emit(kind, session=new.to_wire(), limits=self._limits())
@@ -274,7 +236,7 @@ class Session:
             idle_s = None if self._turn is None else self._turns.endpoint_silence_ms / 1000.0
             frame = await self._audio_in.get(idle_s)
             if frame is None and self._resampler.held_ms > 0:  # the input paused: release the resampler's tail
-                frame = _Frame(np.zeros(0, np.float32), self._last_frame[0], final=True)
+                frame = InputFrame(np.zeros(0, np.float32), self._last_frame[0], final=True)
             if frame is None:
                 self._last_frame = (now(), self._history_audio.end_ms)
                 await self._apply_actions(self._turns.input_idle(self._history_audio.end_ms))
