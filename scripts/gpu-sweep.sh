@@ -27,17 +27,33 @@ mkdir -p "$OUT"
 MAX_LEVEL=$(echo "$LEVELS,$STORM_LEVELS" | tr ',' '\n' | sort -n | tail -1)
 CORES=$(nproc)
 
-# Recommended for 16 cores + 1 GPU (docs/scaling.md): the LLM in llama.cpp servers that are
-# children of `serve` (one reply each at a time: 8 of them with 2 threads), pipeline workers on one
-# port (SO_REUSEPORT), one per 4 cores, STT on CUDA. The caller's VP_* variables win.
+# Recommended for 16 cores + 1 GPU (docs/scaling.md): the LLM in ONE llama.cpp `llama-server` child
+# of `serve` with 16 parallel slots (continuous batching) when a binary is here: $LLAMA_SERVER_BIN
+# (e.g. one carried from another machine, built there with scripts/build-llama-server.sh --portable
+# or --cuda) or scripts/build-llama-server.sh's cache. Without one: 8 llama_cpp.server children (one
+# reply each at a time) with 2 threads. Pipeline workers on one port (SO_REUSEPORT), one per 4
+# cores, STT on CUDA. The caller's VP_* variables win.
+NOTES=""
+LLAMA_SERVER_BIN="${LLAMA_SERVER_BIN:-$(scripts/build-llama-server.sh --cuda --check 2>/dev/null \
+  || scripts/build-llama-server.sh --check 2>/dev/null || true)}"
+if [ -z "${VP_LLM_SERVING:-}" ] && [ -n "$LLAMA_SERVER_BIN" ]; then
+  if "$LLAMA_SERVER_BIN" --version > /dev/null 2>&1; then
+    export VP_LLM_SERVING=server VP_LLM_SERVER_BIN="$LLAMA_SERVER_BIN"
+  else
+    NOTES+="$LLAMA_SERVER_BIN does not run here (built for another CPU? use --portable): not used. "
+  fi
+fi
 export VP_LLM_SERVING="${VP_LLM_SERVING:-child}"
 export VP_LLM_INSTANCES="${VP_LLM_INSTANCES:-$(( CORES >= 16 ? 8 : (CORES / 2 > 0 ? CORES / 2 : 1) ))}"
+export VP_LLM_SERVER_SLOTS="${VP_LLM_SERVER_SLOTS:-16}"
+if [ "$VP_LLM_SERVING" = server ]; then  # one process, its slots batched: threads for it, not per slot
+  export VP_LLM_N_THREADS="${VP_LLM_N_THREADS:-$(( CORES >= 16 ? 8 : (CORES / 2 > 0 ? CORES / 2 : 1) ))}"
+fi
 export VP_LLM_N_THREADS="${VP_LLM_N_THREADS:-2}"
 export VP_SERVER_WORKERS="${VP_SERVER_WORKERS:-0}"
 export VP_STT_DEVICE="${VP_STT_DEVICE:-auto}"
 export VP_SERVER_MAX_SESSIONS="${VP_SERVER_MAX_SESSIONS:-$(( MAX_LEVEL + 8 ))}"
 export VP_TELEPHONY_SIP_ENABLED="${VP_TELEPHONY_SIP_ENABLED:-false}"
-NOTES=""
 # The child servers need llama-cpp-python's [server] packages (fastapi, uvicorn, sse-starlette,
 # starlette-context, pydantic-settings and their deps): without them, measure in-process instead.
 if [ "$VP_LLM_SERVING" = child ] && ! "$PYTHON" -c 'import llama_cpp.server.app' 2>/dev/null; then

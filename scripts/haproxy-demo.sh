@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # HAProxy + N pipeline workers + one shared llama.cpp server, all on loopback (docs/scaling.md).
 #
-#   scripts/haproxy-demo.sh [--port 8765] [--workers 2] [--llm-slots 1] [--dir DIR]
+#   scripts/haproxy-demo.sh [--port 8765] [--workers 2] [--llm server|child] [--llm-slots 1] [--dir DIR]
 #
-# Starts the shared LLM (python -m voice_pipeline.engines.llama_server), the workers
+# Starts the shared LLM (python -m voice_pipeline.engines.llama_server: with --llm server, the
+# default when scripts/build-llama-server.sh has built it, one llama.cpp llama-server with
+# --llm-slots parallel slots; with --llm child, one llama_cpp.server process per slot), the workers
 # (`voice-pipeline serve --no-supervise`, each on its own port, told the LLM's URL through
 # VP_LLM_SERVING=url / VP_LLM_URL), writes DIR/haproxy.cfg from deploy/haproxy.cfg.in and runs
 # HAProxy in the foreground. DIR/pids lists "name pid port" for every process; DIR/*.log their
 # logs. Any VP_* variable of the caller reaches the workers. Ctrl-C or SIGTERM stops everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PORT=8765 WORKERS=2 LLM_SLOTS=1 DIR=""
+PORT=8765 WORKERS=2 LLM_SLOTS=1 DIR="" LLM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
     --llm-slots) LLM_SLOTS="$2"; shift 2 ;;
+    --llm) LLM="$2"; shift 2 ;;
     --dir) DIR="$2"; shift 2 ;;
     *) echo "haproxy-demo: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -39,12 +42,17 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
-# The shared LLM: llama-cpp-python's server, one process per slot.
+# The shared LLM: one llama-server with LLM_SLOTS slots, or llama-cpp-python's server, one process per slot.
+if [ -z "$LLM" ]; then
+  LLM=child
+  PYTHON="$PYTHON" "$ROOT/scripts/build-llama-server.sh" --check > /dev/null 2>&1 && LLM=server
+fi
 LLM_ARGS=() LLM_URLS=()
-for _ in $(seq "$LLM_SLOTS"); do
+for _ in $(seq "$([ "$LLM" = server ] && echo 1 || echo "$LLM_SLOTS")"); do
   p="$(free_port)"; LLM_ARGS+=(--port "$p"); LLM_URLS+=("http://127.0.0.1:$p/v1")
 done
-"$PYTHON" -m voice_pipeline.engines.llama_server "${LLM_ARGS[@]}" > "$DIR/llm.log" 2>&1 &
+VP_LLM_SERVING="$LLM" VP_LLM_SERVER_SLOTS="$LLM_SLOTS" \
+  "$PYTHON" -m voice_pipeline.engines.llama_server "${LLM_ARGS[@]}" > "$DIR/llm.log" 2>&1 &
 PIDS+=($!); echo "llm $! ${LLM_ARGS[1]}" >> "$DIR/pids"
 LLM_URL="$(IFS=,; echo "${LLM_URLS[*]}")"
 for url in "${LLM_URLS[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests need. Idempotent; skips apt when everything is already there.
 set -euo pipefail
-PACKAGES=(espeak-ng sox baresip chromium haproxy)
+PACKAGES=(espeak-ng sox baresip chromium haproxy cmake g++)  # cmake, g++: scripts/build-llama-server.sh
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

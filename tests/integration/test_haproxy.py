@@ -1,5 +1,5 @@
-"""Beyond one process: HAProxy + two workers + one shared llama.cpp server on loopback, started by
-scripts/haproxy-demo.sh. Sessions spread over both workers; a worker drained with SIGTERM finishes
+"""Beyond one process: HAProxy + two workers + one shared llama.cpp server (llama-server, two
+parallel slots) on loopback, started by scripts/haproxy-demo.sh. Sessions spread over both workers; a worker drained with SIGTERM finishes
 the turn in progress, and the sessions that come after it go to the other worker."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Demo:
         self.port = free_port()
         self.process = subprocess.Popen(
             [str(REPO / "scripts" / "haproxy-demo.sh"), "--port", str(self.port), "--workers", "2",
-             "--dir", str(self.dir)],
+             "--llm", "server", "--llm-slots", "2", "--dir", str(self.dir)],
             cwd=REPO, env={**os.environ, **TEST_SERVER_ENV, "VP_SERVER_LOG_LEVEL": "INFO"},
             stdout=subprocess.DEVNULL, stderr=(tmp_path / "demo.log").open("w"))
         self.ws = f"ws://127.0.0.1:{self.port}/v1/realtime"

@@ -1,6 +1,7 @@
-"""`llm.serving = "child"`: `serve` runs the LLM in llama.cpp servers of its own, shared by two
-workers on one port. A native crash of such a server costs a restart of that server, not the
-sessions: the conversation that was open goes on and its next reply is completed."""
+"""`llm.serving = "child"` / `"server"`: `serve` runs the LLM in llama.cpp servers of its own
+(llama_cpp.server processes, or one llama-server with parallel slots), shared by two workers on one
+port. A native crash of such a server costs a restart of that server, not the sessions: the
+conversation that was open goes on and its next reply is completed."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _cmdline(pid: int) -> str:
 
 
 def _llm_servers(supervisor_pid: int) -> list[int]:
-    return sorted(p for p in _children(supervisor_pid) if "llama_cpp.server" in _cmdline(p))
+    return sorted(p for p in _children(supervisor_pid)
+                  if "llama_cpp.server" in _cmdline(p) or "llama-server" in _cmdline(p))
 
 
 async def _ask(client: RealtimeClient, text: str) -> dict:
@@ -53,14 +55,15 @@ async def _ask(client: RealtimeClient, text: str) -> dict:
     return client.received.of_type("response.done")[-1]
 
 
-async def test_child_llm_servers_shared_by_two_workers_survive_a_crash(tmp_path):
-    server = start_server(tmp_path, VP_LLM_SERVING="child", VP_LLM_INSTANCES="2", VP_LLM_N_THREADS="1",
+@pytest.mark.parametrize("serving, llm_count", [("child", 2), ("server", 1)])
+async def test_llm_servers_shared_by_two_workers_survive_a_crash(tmp_path, serving, llm_count):
+    server = start_server(tmp_path, VP_LLM_SERVING=serving, VP_LLM_INSTANCES="2", VP_LLM_N_THREADS="1",
                           VP_SERVER_WORKERS="2", VP_TELEPHONY_SIP_ENABLED="false")
     try:
         supervisor = server.process.pid
         llm_servers = _llm_servers(supervisor)
         workers = [p for p in _children(supervisor) if "--worker" in _cmdline(p)]
-        assert len(llm_servers) == 2 and len(workers) == 2, "the supervisor's children: 2 LLM servers, 2 workers"
+        assert len(llm_servers) == llm_count and len(workers) == 2, "the supervisor's children: LLM server(s), 2 workers"
         for _ in range(100):  # the second worker binds the port once its models are loaded
             if len({json.loads(server.get("/health")[1])["pid"] for _ in range(8)}) == 2:
                 break
@@ -74,7 +77,7 @@ async def test_child_llm_servers_shared_by_two_workers_survive_a_crash(tmp_path)
             for pid in llm_servers:  # what a GGML_ASSERT does to a server
                 os.kill(pid, signal.SIGABRT)
             deadline = time.monotonic() + 60
-            while len(set(_llm_servers(supervisor)) - set(llm_servers)) < 2:
+            while len(set(_llm_servers(supervisor)) - set(llm_servers)) < llm_count:
                 assert time.monotonic() < deadline, f"LLM servers not restarted:\n{server.log_path.read_text()[-3000:]}"
                 time.sleep(0.2)
             time.sleep(1.0)

@@ -1,7 +1,7 @@
 """Serving many conversations: /ready says "full" at the admission limit, the supervisor runs
 several workers on one port (SO_REUSEPORT) and restarts each on its own, `SlotsLlm` spreads
 replies over model servers and skips one that refuses the connection, and `llm.serving` picks
-the engine."""
+the engine (and, for "server", the llama-server command line)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from voice_pipeline.app.settings import Settings
 from voice_pipeline.app.supervisor import Supervisor, WorkerInfo, worker_count
 from voice_pipeline.engines.base import ChatMessage
 from voice_pipeline.engines.llama_server import ENV_LLM_URLS, SlotsLlm, server_config
+from voice_pipeline.engines.llama_server_cmd import ENV_BIN, cache_path, find_binary, server_argv
 from voice_pipeline.errors import ConfigError, EngineError
 
 from .fakes import fake_engines, make_settings
@@ -235,3 +236,61 @@ def test_child_server_config_keeps_the_voice_lora_and_never_interrupts():
     assert model["lora_path"].endswith(".gguf") and model["n_threads"] == 3 and model["model_alias"] == "local"
     settings.llm.variant = "base"
     assert "lora_path" not in server_config(settings.llm, "127.0.0.1", 9999)["models"][0]
+
+
+async def test_llama_server_mode_sends_every_reply_at_once_and_warms_each_slot(monkeypatch):
+    endpoint = _FakeOpenAI(["a", "b"], delay_s=0.05)
+    runner, url = await endpoint.start()
+    monkeypatch.setenv(ENV_LLM_URLS, url)  # the supervisor's one llama-server
+    settings = Settings.load(environ={"VP_LLM_SERVING": "server", "VP_LLM_SERVER_SLOTS": "3"})
+    llm = make_llm(settings.llm)
+    try:
+        assert await asyncio.gather(*(_collect(llm) for _ in range(4))) == ["ab"] * 4
+        assert endpoint.max_active == 4, "no bound in the worker: llama-server queues beyond its slots"
+        await llm.warm_up("You are brief.")
+        assert sorted(body["id_slot"] for body in endpoint.bodies[4:]) == [0, 1, 2], "one warm-up per slot"
+    finally:
+        await llm.aclose()
+        await runner.cleanup()
+
+
+def test_llama_server_command_line_keeps_the_voice_lora_and_gives_each_slot_the_context(tmp_path, monkeypatch):
+    settings = Settings.load(environ={"VP_LLM_SERVING": "server", "VP_LLM_SERVER_SLOTS": "4", "VP_LLM_N_THREADS": "2"})
+    argv = server_argv(settings.llm, "/bin/llama-server", "127.0.0.1", 9999, "local")
+
+    def value(flag: str) -> str:
+        return argv[argv.index(flag) + 1]
+
+    assert argv[0] == "/bin/llama-server" and value("--parallel") == "4" and value("--threads") == "2"
+    assert value("--ctx-size") == str(4 * settings.llm.n_ctx) and value("--alias") == "local"
+    assert value("--lora").endswith(".gguf") and "--cont-batching" in argv and "--no-webui" in argv
+    settings.llm.variant, settings.llm.server_slots, settings.llm.instances = "base", 0, 3
+    argv = server_argv(settings.llm, "/bin/llama-server", "127.0.0.1", 9999, "local")
+    assert "--lora" not in argv and value("--parallel") == "3", "0 slots: llm.instances"
+
+
+def test_llama_server_binary_from_the_setting_the_environment_or_the_build_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(ENV_BIN, raising=False)
+    with pytest.raises(ConfigError, match="build-llama-server.sh"):
+        find_binary("")
+    built = cache_path()
+    assert str(built).startswith(str(tmp_path / "voice_pipeline" / "llama-server"))
+    built.parent.mkdir(parents=True)
+    built.write_text("#!/bin/sh\n")
+    built.chmod(0o755)
+    assert find_binary("") == str(built)
+    monkeypatch.setenv(ENV_BIN, "/bin/true")
+    assert find_binary("") == "/bin/true" and find_binary("/bin/sh") == "/bin/sh"
+    with pytest.raises(ConfigError):
+        find_binary(str(tmp_path / "missing"))
+
+
+def test_serve_without_a_llama_server_binary_says_so_and_starts_no_worker(monkeypatch, tmp_path, capsys):
+    from voice_pipeline.app import supervisor
+
+    monkeypatch.setenv("VP_LLM_SERVING", "server")
+    monkeypatch.setenv("VP_LLM_SERVER_BIN", str(tmp_path / "missing"))
+    monkeypatch.setattr(supervisor, "Supervisor", lambda *a, **k: pytest.fail("a worker was started"))
+    assert supervisor.supervise(["--port=0"]) == 2
+    assert "llama-server binary" in capsys.readouterr().err

@@ -72,18 +72,19 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
 
 
 def make_llm(llm):
-    """The local LLM as `llm.serving` says: in this process, child llama.cpp servers, or URL(s)."""
+    """The local LLM as `llm.serving` says: in this process, child llama.cpp servers, one child
+    llama-server with parallel slots, or URL(s)."""
     if llm.serving == "in_process":
         from voice_pipeline.engines.llama_cpp import LlamaCppLlm
 
         return LlamaCppLlm.from_settings(llm)
-    if llm.serving in ("child", "url"):
+    if llm.serving in ("child", "server", "url"):
         from voice_pipeline.engines.llama_server import SlotsLlm
 
         return SlotsLlm.from_settings(llm)
     from voice_pipeline.errors import ConfigError
 
-    raise ConfigError(f"llm.serving must be in_process, child or url, not {llm.serving!r}")
+    raise ConfigError(f"llm.serving must be in_process, child, server or url, not {llm.serving!r}")
 
 
 async def stt_within_window(stt, endpoint_window_ms: float, timings: dict[str, float]) -> bool:

@@ -103,8 +103,11 @@ class LlmSettings:
     instances: int = 2  # llama.cpp contexts (or child servers): sessions generating at the same time
     # "in_process": llama.cpp contexts in each worker; "child": llama.cpp servers in child processes
     # started by `serve` (a native crash restarts one server, not every session); "url": any
-    # OpenAI-compatible endpoint(s) in `url` (vLLM, SGLang, llama-server). docs/scaling.md
+    # OpenAI-compatible endpoint(s) in `url` (vLLM, SGLang, llama-server); "server": ONE llama.cpp
+    # `llama-server` child with `server_slots` parallel slots (continuous batching). docs/scaling.md
     serving: str = "in_process"
+    server_slots: int = 0  # serving = "server": parallel slots (sessions generating at once); 0 -> instances
+    server_bin: str = ""  # serving = "server": the llama-server binary; empty -> scripts/build-llama-server.sh's
     url: str = ""  # serving = "url": comma-separated base URLs, e.g. http://10.0.0.5:8000/v1
     served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt

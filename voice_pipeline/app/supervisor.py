@@ -12,8 +12,8 @@ A worker still running `STOP_GRACE_S` later (stuck in a native call) is killed, 
 `server.workers` > 1 starts that many workers on the same port: each binds it with SO_REUSEPORT
 and the kernel spreads new connections over them, so the pipeline uses every core. Each worker
 admits up to `server.max_sessions` and says "full" in /ready when it is (docs/scaling.md).
-With `llm.serving = "child"` the llama.cpp servers are children of the supervisor, shared by the
-workers (engines/llama_server.py).
+With `llm.serving = "child"` (or `"server"`) the llama.cpp servers (or the one llama-server) are
+children of the supervisor, shared by the workers (engines/llama_server.py).
 
 The child learns it is supervised from VOICE_PIPELINE_WORKER_* environment variables (see `WorkerInfo`).
 """
@@ -246,8 +246,8 @@ def worker_count(configured: int) -> int:
 def supervise(worker_args: list[str]) -> int:
     """Run `voice-pipeline serve WORKER_ARGS --worker` under a supervisor; returns the exit code.
 
-    With `llm.serving = "child"` the llama.cpp servers start first, here, and every worker is told
-    their URLs; they outlive any worker crash and are restarted on their own if they die."""
+    With `llm.serving = "child"` or `"server"` the llama.cpp server(s) start first, here, and every
+    worker is told their URLs; they outlive any worker crash and are restarted on their own if they die."""
     from voice_pipeline.app.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -259,13 +259,22 @@ def supervise(worker_args: list[str]) -> int:
     argv = [sys.executable, "-m", "voice_pipeline.app.cli", "serve", *worker_args, "--worker"]
     servers = None
     env: dict[str, str] = {}
-    if settings.capabilities.llm and settings.llm.serving == "child":
+    if settings.capabilities.llm and settings.llm.serving in ("child", "server"):
         from voice_pipeline.engines.llama_server import ENV_LLM_URLS, ModelServers
         from voice_pipeline.engines.registry import system_prompt
 
-        servers = ModelServers(settings.llm, settings.llm.instances,
-                               system_prompt=system_prompt(settings.llm.system_prompt_file))
-        env[ENV_LLM_URLS] = ",".join(servers.start())
+        from voice_pipeline.errors import ConfigError, EngineError
+
+        count = 1 if settings.llm.serving == "server" else settings.llm.instances  # llama-server: N slots in one
+        try:
+            servers = ModelServers(settings.llm, count, system_prompt=system_prompt(settings.llm.system_prompt_file),
+                                   kind=settings.llm.serving)
+            env[ENV_LLM_URLS] = ",".join(servers.start())
+        except (ConfigError, EngineError) as exc:  # no binary, a server that exits at start: no workers
+            if servers is not None:
+                servers.stop()
+            print(f"voice-pipeline: {exc}", file=sys.stderr, flush=True)
+            return 2
     try:
         return Supervisor(argv, workers, env).run()
     finally:

@@ -1,5 +1,10 @@
 """The LLM as llama.cpp servers in child processes: started, watched, restarted, and used as slots.
 
+`llm.serving = "server"` runs ONE llama.cpp C++ `llama-server` child with `--parallel N` slots
+(continuous batching, a prompt cache per slot; engines/llama_server_cmd.py), every slot warmed with
+the system prompt (`id_slot`), and sends it every reply at once: it queues what its slots cannot
+take yet. A crash loses the replies in flight on it (they fail over to the cascade's apology).
+
 `llm.serving = "child"` runs the model in `python -m llama_cpp.server` (llama-cpp-python's own
 OpenAI-compatible server) on loopback instead of inside the pipeline's process, so a native crash
 there costs a restart of that server, not every session. What that server really does (read in
@@ -9,11 +14,12 @@ last evaluated, so a prompt that starts with the same system prompt reuses that 
 default (`interrupt_requests`) a waiting request *ends the stream in progress with [DONE]*, a reply
 silently cut short. So each slot here is one server process (`llm.instances` of them, like the
 in-process contexts), started with `interrupt_requests` off, and `SlotsLlm` sends each reply to
-the slot with the fewest replies in flight. llama.cpp's C++ `llama-server --parallel N`, vLLM or
-SGLang (real continuous batching) plug in with `llm.serving = "url"` through the same client.
+the slot with the fewest replies in flight. vLLM, SGLang or a remote llama-server (continuous
+batching) plug in with `llm.serving = "url"` through the same client.
 
 `ModelServers` owns the processes: a watcher thread starts a dead one again after a short backoff.
-`python -m voice_pipeline.engines.llama_server --port P` runs servers shared by several workers.
+`python -m voice_pipeline.engines.llama_server --port P` runs servers shared by several workers
+(`VP_LLM_SERVING=server`: one llama-server on P).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from voice_pipeline.engines.base import ChatMessage
+from voice_pipeline.engines.llama_server_cmd import find_binary, server_argv, slot_count
 from voice_pipeline.engines.openai_compat import OpenAICompatLLM
 from voice_pipeline.errors import EngineError
 
@@ -46,6 +53,11 @@ READY_TIMEOUT_S = 120.0
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # after crash 1, 2, 3, ... in a row
 STABLE_S = 300.0  # a server that lived this long starts the backoff again
 STOP_GRACE_S = 5.0
+
+
+def warm_extra(slots: int, slot: int) -> dict:
+    """Request fields that put a warming reply on slot `slot` of a llama-server with `slots` slots."""
+    return {"id_slot": slot} if slots > 1 else {}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,9 +84,12 @@ class ModelServers:
     """`count` llama_cpp.server children on `host`; each restarted by a watcher thread if it dies."""
 
     def __init__(self, llm, count: int, host: str = "127.0.0.1", ports: Sequence[int] = (),
-                 system_prompt: str = "") -> None:
-        """`system_prompt`: evaluated by a server started again after a crash, before it takes turns."""
-        self.llm, self.host, self.system_prompt = llm, host, system_prompt
+                 system_prompt: str = "", kind: str = "child") -> None:
+        """`system_prompt`: evaluated by a server started again after a crash, before it takes turns.
+        `kind`: "child" (llama_cpp.server, one reply at a time) or "server" (llama-server, N slots)."""
+        self.llm, self.host, self.system_prompt, self.kind = llm, host, system_prompt, kind
+        self.binary = find_binary(llm.server_bin) if kind == "server" else ""
+        self.slots = slot_count(llm) if kind == "server" else 1  # replies each server generates at once
         self.ports = list(ports) or [free_port(host) for _ in range(max(1, count))]
         self.restarts = 0
         self._processes: list[subprocess.Popen | None] = [None] * len(self.ports)
@@ -103,6 +118,12 @@ class ModelServers:
         return self.urls
 
     def _spawn(self, index: int) -> None:
+        if self.kind == "server":  # its warnings and errors (a GGML_ASSERT's message) go to our stderr
+            self._processes[index] = subprocess.Popen(
+                server_argv(self.llm, self.binary, self.host, self.ports[index], MODEL_ALIAS),
+                stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            self._started_t[index] = time.monotonic()
+            return
         config = self._dir / f"slot{index}.json"
         config.write_text(json.dumps(server_config(self.llm, self.host, self.ports[index])))
         # stdout carries uvicorn's access log and the server's prints: dropped. Errors go to our stderr.
@@ -150,15 +171,27 @@ class ModelServers:
                               type(exc).__name__)
 
     def _warm(self, index: int) -> None:
-        """One short reply, so the server holds the system prompt's KV state (as at start-up)."""
+        """One short reply per slot, so the server holds the system prompt's KV state (as at start-up)."""
         if not self.system_prompt:
             return
-        body = {"model": MODEL_ALIAS, "max_tokens": 2, "messages": [
+        threads = [threading.Thread(target=self._warm_slot, args=(index, slot), daemon=True)
+                   for slot in range(self.slots)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _warm_slot(self, index: int, slot: int) -> None:
+        body = {"model": MODEL_ALIAS, "max_tokens": 2, **warm_extra(self.slots, slot), "messages": [
             {"role": "system", "content": self.system_prompt}, {"role": "user", "content": "Hello."}]}
         request = urllib.request.Request(self.urls[index] + "/chat/completions", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except OSError as exc:
+            log.error("llama.cpp server on port %d: warming slot %d: %s", self.ports[index], slot,
+                      type(exc).__name__)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -186,7 +219,8 @@ class SlotsLlm:
     (an engine with continuous batching, such as vLLM, takes them all)."""
 
     def __init__(self, urls: Sequence[str], model: str, *, max_tokens: int, temperature: float,
-                 read_timeout_s: float = 30.0, name: str = "", per_slot: int | None = None) -> None:
+                 read_timeout_s: float = 30.0, name: str = "", per_slot: int | None = None,
+                 warm_slots: int = 1) -> None:
         if not urls:
             raise EngineError("llm", "no LLM server URL")
         self.name = name or f"llama.cpp-server x{len(urls)}"
@@ -194,26 +228,33 @@ class SlotsLlm:
                                        temperature=temperature, read_timeout_s=read_timeout_s)
                        for index, url in enumerate(urls)]
         self._in_flight = [0] * len(self._slots)
+        self._warm_slots = warm_slots  # llama-server's slots behind each URL, each warmed on its own
         self._free = asyncio.Semaphore(len(self._slots) * per_slot) if per_slot else None
         self._owned: ModelServers | None = None  # servers this engine started itself (unsupervised)
 
     @classmethod
     def from_settings(cls, llm) -> "SlotsLlm":
-        """`serving = "url"`: llm.url (comma-separated base URLs); `"child"`: the supervisor's servers,
-        or, in an unsupervised process, servers started here and stopped when it exits."""
+        """`serving = "url"`: llm.url (comma-separated base URLs); `"child"` / `"server"`: the
+        supervisor's servers (llama_cpp.server processes / one llama-server), or, in an
+        unsupervised process, servers started here and stopped when it exits."""
         kwargs = dict(max_tokens=llm.max_tokens, temperature=llm.temperature)
         if llm.serving == "url":
             urls = [u.strip() for u in llm.url.split(",") if u.strip()]
             return cls(urls, llm.served_model or MODEL_ALIAS, name=f"openai-compat x{len(urls)}", **kwargs)
+        if llm.serving == "server":  # one llama-server: it queues what its slots cannot take yet
+            kwargs.update(name=f"llama-server x{slot_count(llm)}", warm_slots=slot_count(llm))
+        else:
+            kwargs.update(per_slot=1)
         if urls_env := os.environ.get(ENV_LLM_URLS):
-            return cls(urls_env.split(","), MODEL_ALIAS, per_slot=1, **kwargs)
+            return cls(urls_env.split(","), MODEL_ALIAS, **kwargs)
         from voice_pipeline.engines.registry import system_prompt
 
-        servers = ModelServers(llm, llm.instances, system_prompt=system_prompt(llm.system_prompt_file))
+        servers = ModelServers(llm, 1 if llm.serving == "server" else llm.instances,
+                               system_prompt=system_prompt(llm.system_prompt_file), kind=llm.serving)
         import atexit
 
         atexit.register(servers.stop)
-        engine = cls(servers.start(), MODEL_ALIAS, per_slot=1, **kwargs)
+        engine = cls(servers.start(), MODEL_ALIAS, **kwargs)
         engine._owned = servers
         return engine
 
@@ -255,14 +296,15 @@ class SlotsLlm:
                 self._in_flight[index] -= 1
 
     async def warm_up(self, system_prompt: str) -> None:
-        """One short reply on every slot: each server then holds the system prompt's KV state."""
-        messages = [ChatMessage("system", system_prompt), ChatMessage("user", "Hello.")]
+        """One short reply on every slot: each server (each llama-server slot) then holds the system
+        prompt's KV state, so a first turn evaluates only what follows it."""
+        wire = [{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hello."}]
 
-        async def one(slot: OpenAICompatLLM) -> None:
-            async for _ in slot.stream(messages, max_tokens=2):
+        async def one(client: OpenAICompatLLM, slot: int) -> None:
+            async for _ in client.stream_chunks(client.request_body(wire, 2, **warm_extra(self._warm_slots, slot))):
                 pass
 
-        await asyncio.gather(*(one(slot) for slot in self._slots))
+        await asyncio.gather(*(one(client, slot) for client in self._slots for slot in range(self._warm_slots)))
 
     async def aclose(self) -> None:
         await asyncio.gather(*(slot.aclose() for slot in self._slots))
@@ -306,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     from voice_pipeline.engines.registry import system_prompt
 
     llm = Settings.load(args.config).llm
-    servers = ModelServers(llm, len(args.port), args.host, args.port, system_prompt(llm.system_prompt_file))
+    kind = "server" if llm.serving == "server" else "child"  # VP_LLM_SERVING=server: one llama-server
+    if kind == "server" and len(args.port) != 1:
+        parser.error("with VP_LLM_SERVING=server: one --port (its slots are llm.server_slots)")
+    servers = ModelServers(llm, len(args.port), args.host, args.port, system_prompt(llm.system_prompt_file), kind)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
