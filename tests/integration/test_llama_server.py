@@ -27,6 +27,7 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.integration
 SLOTS = 2
+NICE = 5  # llm.server_nice
 
 
 def _binary() -> str:
@@ -41,7 +42,7 @@ def _binary() -> str:
 
 @pytest.fixture(scope="module")
 def servers():
-    llm = LlmSettings(serving="server", server_slots=SLOTS, n_threads=2, server_bin=_binary())
+    llm = LlmSettings(serving="server", server_slots=SLOTS, n_threads=2, server_bin=_binary(), server_nice=NICE)
     running = ModelServers(llm, 1, system_prompt=system_prompt(""), kind="server")
     running.start()
     yield running
@@ -100,6 +101,11 @@ async def test_warm_up_leaves_the_system_prompt_in_every_slot(servers):
     assert answer["timings"]["prompt_n"] < answer["timings"]["cache_n"], "only what follows it is evaluated"
 
 
+def test_the_server_runs_at_the_configured_nice_value(servers):
+    fields = open(f"/proc/{servers.pids[0]}/stat").read().rsplit(")", 1)[1].split()
+    assert int(fields[16]) - os.getpriority(os.PRIO_PROCESS, 0) == NICE  # field 19 of stat: its nice value
+
+
 def test_the_server_builds_the_prompt_the_in_process_engine_builds(servers):
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -110,7 +116,8 @@ def test_the_server_builds_the_prompt_the_in_process_engine_builds(servers):
         eos_token=vocab._model.token_get_text(vocab.token_eos()),
         bos_token=vocab._model.token_get_text(vocab.token_bos()))
     messages = [{"role": "system", "content": system_prompt("")}, {"role": "user", "content": "Hi there."},
-                {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Tell me a joke."}]
+                {"role": "assistant", "content": "Hello! How can I help?"},
+                {"role": "user", "content": "Tell me a joke."}]
     our_prompt = ours(messages=messages).prompt
     their_prompt = _post(_root(servers) + "/apply-template", {"messages": messages})["prompt"]
     assert their_prompt == our_prompt

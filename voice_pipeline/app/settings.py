@@ -108,6 +108,10 @@ class LlmSettings:
     serving: str = "in_process"
     server_slots: int = 0  # serving = "server": parallel slots (sessions generating at once); 0 -> instances
     server_bin: str = ""  # serving = "server": the llama-server binary; empty -> scripts/build-llama-server.sh's
+    # serving = "server": its nice value. Above 0 the pipeline's own work (VAD, STT, TTS) runs before
+    # the LLM's generation when every core is busy; but anything else on the machine does too (measured
+    # both ways on 2 shared cores, docs/scaling.md), so 0 by default.
+    server_nice: int = 0
     url: str = ""  # serving = "url": comma-separated base URLs, e.g. http://10.0.0.5:8000/v1
     served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt

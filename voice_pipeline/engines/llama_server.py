@@ -119,9 +119,10 @@ class ModelServers:
 
     def _spawn(self, index: int) -> None:
         if self.kind == "server":  # its warnings and errors (a GGML_ASSERT's message) go to our stderr
+            nice = max(0, self.llm.server_nice)
             self._processes[index] = subprocess.Popen(
                 server_argv(self.llm, self.binary, self.host, self.ports[index], MODEL_ALIAS),
-                stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                stdout=subprocess.DEVNULL, preexec_fn=lambda: (_die_with_parent(), os.nice(nice)))
             self._started_t[index] = time.monotonic()
             return
         config = self._dir / f"slot{index}.json"
@@ -241,8 +242,10 @@ class SlotsLlm:
         if llm.serving == "url":
             urls = [u.strip() for u in llm.url.split(",") if u.strip()]
             return cls(urls, llm.served_model or MODEL_ALIAS, name=f"openai-compat x{len(urls)}", **kwargs)
-        if llm.serving == "server":  # one llama-server: it queues what its slots cannot take yet
-            kwargs.update(name=f"llama-server x{slot_count(llm)}", warm_slots=slot_count(llm))
+        if llm.serving == "server":  # one llama-server: as many replies at once as it has slots; more wait
+            # here, where a reply given up (a hang-up, a barge-in) before it was sent costs the server nothing
+            slots = slot_count(llm)
+            kwargs.update(name=f"llama-server x{slots}", warm_slots=slots, per_slot=slots)
         else:
             kwargs.update(per_slot=1)
         if urls_env := os.environ.get(ENV_LLM_URLS):
