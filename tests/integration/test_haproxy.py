@@ -140,7 +140,13 @@ async def test_sessions_spread_over_two_workers_and_a_drained_worker_loses_no_tu
         assert not [e for e in client.received.of_type("error")], "the drained worker's session saw no error"
 
         # HAProxy has seen /ready go 503 (draining) or the worker gone: new sessions go to the other one.
-        demo.wait_until(lambda: demo.worker_ready(busy)[0] != 200, 30, "the drained worker leaves /ready")
+        def left_ready() -> bool:
+            try:
+                return demo.worker_ready(busy)[0] != 200  # 503: draining
+            except OSError:
+                return True  # refused: the worker finished draining and exited
+
+        demo.wait_until(left_ready, 30, "the drained worker leaves /ready")
         await asyncio.sleep(1.0)
         async with RealtimeClient(demo.ws) as client:
             await client.start()
