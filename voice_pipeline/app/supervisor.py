@@ -20,7 +20,6 @@ The child learns it is supervised from VOICE_PIPELINE_WORKER_* environment varia
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -28,6 +27,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+
+from voice_pipeline.processes import describe_exit, die_with_parent
 
 log = logging.getLogger("voice_pipeline.app.supervisor")
 ENV_RESTARTS = "VOICE_PIPELINE_WORKER_RESTARTS"  # not VP_*: those are settings
@@ -72,23 +73,6 @@ def signal_ready() -> None:
     except (OSError, ValueError):
         pass
     os.environ.pop(ENV_READY_FD, None)
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit {returncode}"
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: if the supervisor is killed, the worker gets SIGTERM (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -183,7 +167,7 @@ class Supervisor:
                ENV_READY_FD: str(write_fd), ENV_WORKERS: str(len(self._workers)), ENV_INDEX: str(worker.index)}
         try:
             worker.process = subprocess.Popen(self.worker_argv, env=env, pass_fds=(write_fd,),
-                                              preexec_fn=_die_with_parent)
+                                              preexec_fn=die_with_parent)
         finally:
             os.close(write_fd)
         worker.ready_fd, worker.ready, worker.restart_at = read_fd, False, None

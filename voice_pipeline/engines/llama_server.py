@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
+from voice_pipeline.processes import describe_exit, die_with_parent
 from voice_pipeline.engines.base import ChatMessage
 from voice_pipeline.engines.llama_server_cmd import find_binary, server_argv, slot_count
 from voice_pipeline.engines.openai_compat import OpenAICompatLLM
@@ -122,7 +123,7 @@ class ModelServers:
             nice = max(0, self.llm.server_nice)
             self._processes[index] = subprocess.Popen(
                 server_argv(self.llm, self.binary, self.host, self.ports[index], MODEL_ALIAS),
-                stdout=subprocess.DEVNULL, preexec_fn=lambda: (_die_with_parent(), os.nice(nice)))
+                stdout=subprocess.DEVNULL, preexec_fn=lambda: (die_with_parent(), os.nice(nice)))
             self._started_t[index] = time.monotonic()
             return
         config = self._dir / f"slot{index}.json"
@@ -130,7 +131,7 @@ class ModelServers:
         # stdout carries uvicorn's access log and the server's prints: dropped. Errors go to our stderr.
         self._processes[index] = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
-            stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
         self._started_t[index] = time.monotonic()
 
     def _wait_ready(self, index: int, timeout_s: float) -> None:
@@ -160,7 +161,7 @@ class ModelServers:
                 self.restarts += 1
                 backoff_s = BACKOFF_S[min(crashes[index], len(BACKOFF_S)) - 1]
                 log.error("llama.cpp server on port %d died (%s); restart %d in %.1f s", self.ports[index],
-                          _describe(process.returncode), self.restarts, backoff_s)
+                          describe_exit(process.returncode), self.restarts, backoff_s)
                 if self._stopping.wait(backoff_s):
                     return
                 self._spawn(index)
@@ -319,23 +320,6 @@ def _refused(exc: EngineError) -> bool:
     return "ClientConnectorError" in str(exc) or "ServerDisconnectedError" in str(exc)
 
 
-def _describe(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit {returncode}"
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: if our process dies, the server gets SIGTERM (Linux)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
