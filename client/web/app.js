@@ -23,7 +23,8 @@ const vp = (window.__vp = {
   state: "idle",
   stateHistory: [],
   sampleRateHz: null,
-  counters: { framesSent: 0, framesDropped: 0, audioChunksReceived: 0, playedSamples: 0, playedSumSquares: 0, underruns: 0, clears: 0, reconnects: 0 },
+  counters: { framesSent: 0, framesDropped: 0, audioChunksReceived: 0, playedSamples: 0, playedSumSquares: 0, underruns: 0, clears: 0, pauses: 0, droppedSamples: 0, reconnects: 0 },
+  playbackPaused: false,
   playedRms() {
     return vp.counters.playedSamples ? Math.sqrt(vp.counters.playedSumSquares / vp.counters.playedSamples) : 0;
   },
@@ -37,10 +38,13 @@ const app = {
 
 const audio = new AudioEngine({
   onFrame: sendFrame,
-  onPlaybackStats: (stats) => Object.assign(vp.counters, {
-    playedSamples: stats.playedSamples, playedSumSquares: stats.playedSumSquares,
-    underruns: stats.underruns, clears: stats.clears,
-  }),
+  onPlaybackStats: (stats) => {
+    Object.assign(vp.counters, {
+      playedSamples: stats.playedSamples, playedSumSquares: stats.playedSumSquares,
+      underruns: stats.underruns, clears: stats.clears, pauses: stats.pauses, droppedSamples: stats.droppedSamples,
+    });
+    vp.playbackPaused = stats.paused;
+  },
   onDrained: () => {
     if (vp.state === "speaking") setState("listening");
   },
@@ -158,11 +162,19 @@ const HANDLERS = {
     setState("speaking");
   },
   "output_audio_buffer.stopped": () => audio.endOfReply(),
+  // Speech over the reply: stop playing at once and keep the buffer; the server then resumes it
+  // (a backchannel: go on from where it stopped) or clears it (a barge-in: drop it).
+  "output_audio_buffer.paused": () => audio.pause(),
+  "output_audio_buffer.resumed": () => {
+    audio.resume();
+    if (app.response?.audio) setState("speaking"); // the speech over it was only a backchannel
+  },
   "output_audio_buffer.cleared": () => {
     audio.clear();
     if (vp.state === "speaking") setState(idleState());
   },
   "response.done": (event) => {
+    audio.resume(); // never left paused once the reply is over (the server resumes or clears first)
     transcript.assistantDone(event.response_id, app.response?.turnId, event.status, event.text, event.played_text);
     if (event.status === "failed") showMessage(`The reply failed${event.reason ? `: ${event.reason}` : ""}.`);
     if (event.status !== "completed" || !app.response?.audio) setState(idleState());

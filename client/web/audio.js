@@ -91,6 +91,15 @@ export class AudioEngine {
     this.playback?.port.postMessage({ type: "end" });
   }
 
+  // Speech over the reply: hold playback (keeping the buffer) until resume() or clear().
+  pause() {
+    this.playback?.port.postMessage({ type: "pause" });
+  }
+
+  resume() {
+    this.playback?.port.postMessage({ type: "resume" });
+  }
+
   clear() {
     this.playback?.port.postMessage({ type: "clear" });
   }

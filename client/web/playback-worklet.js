@@ -2,7 +2,9 @@
 //
 // Messages in:  {type: "audio", pcm: ArrayBuffer, rateHz}  queue samples (resampled to sampleRate)
 //               {type: "end"}    the reply's audio is complete: play out the rest, then report drained
-//               {type: "clear"}  barge-in: drop everything queued, at once
+//               {type: "pause"}  speech over the reply: stop playing at once, keep what is queued
+//               {type: "resume"} go on from the very sample where "pause" stopped (nothing lost or repeated)
+//               {type: "clear"}  barge-in: drop everything queued, at once (and end a pause)
 // Messages out: {type: "stats", ...}  counters of what actually reached the output
 //               {type: "drained"}     the queue ran empty after "end"
 //
@@ -22,8 +24,9 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.offset = 0; // read position in queue[0]
     this.playing = false;
     this.ending = false;
+    this.paused = false;
     this.resampler = null;
-    this.stats = { playedSamples: 0, playedSumSquares: 0, underruns: 0, clears: 0, droppedSamples: 0 };
+    this.stats = { playedSamples: 0, playedSumSquares: 0, underruns: 0, clears: 0, droppedSamples: 0, pauses: 0 };
     this.blocks = 0;
     this.port.onmessage = (message) => this._onMessage(message.data);
   }
@@ -43,6 +46,13 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       this.resampler = null;
       this.ending = true;
       if (this.queued === 0) this._drained();
+    } else if (msg.type === "pause") {
+      if (!this.paused) this.stats.pauses += 1;
+      this.paused = true;
+      this._postStats();
+    } else if (msg.type === "resume") {
+      this.paused = false;
+      this._postStats();
     } else if (msg.type === "clear") {
       this.stats.droppedSamples += this.queued;
       this.stats.clears += 1;
@@ -51,6 +61,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       this.offset = 0;
       this.playing = false;
       this.ending = false;
+      this.paused = false;
       this.resampler = null;
       this._postStats();
     }
@@ -70,12 +81,17 @@ class PlaybackProcessor extends AudioWorkletProcessor {
   }
 
   _postStats() {
-    this.port.postMessage({ type: "stats", ...this.stats, bufferedSamples: this.queued, sampleRate });
+    this.port.postMessage({ type: "stats", ...this.stats, bufferedSamples: this.queued, paused: this.paused, sampleRate });
   }
 
   process(_inputs, outputs) {
     const channels = outputs[0];
     const out = channels[0];
+    if (this.paused) {
+      for (const channel of channels) channel.fill(0); // silence, the queue and its position kept
+      if (++this.blocks % STATS_EVERY_BLOCKS === 0) this._postStats();
+      return true;
+    }
     if (!this.playing && this.queued > 0 && (this.queued >= this.prebufferSamples || this.ending)) {
       this.playing = true;
     }

@@ -120,6 +120,47 @@ def test_capture_frames_and_playback_flushed_at_once_on_clear(page, scripted):
     assert scripted.events("conversation.item.create")[0]["item"]["content"][0]["text"] == "hello there"
 
 
+def test_playback_pauses_at_once_keeps_its_buffer_and_resumes_where_it_stopped(page, scripted):
+    started(page, scripted)
+    scripted.send({"type": "response.created", "turn_id": "t1", "response_id": "r1"})
+    scripted.send({"type": "output_audio_buffer.started", "response_id": "r1", "sample_rate": 16000})
+    audio = tone_pcm16(1.5)
+    for offset in range(0, len(audio), 6400):
+        scripted.send_audio(audio[offset : offset + 6400])
+    page.wait_for_function("() => window.__vp.counters.playedSamples > 0")
+
+    scripted.send({"type": "input_audio_buffer.speech_started", "turn_id": "t2", "audio_start_ms": 0})
+    scripted.send({"type": "output_audio_buffer.paused", "response_id": "r1", "turn_id": "t2", "audio_ms": 1500})
+    page.wait_for_function("() => window.__vp.playbackPaused && window.__vp.counters.pauses === 1")
+    held = page.evaluate("() => window.__vp.counters.playedSamples")
+    rate_hz = page.evaluate("() => window.__vp.sampleRateHz")
+    page.wait_for_timeout(2000)  # longer than the whole reply: a player that ignored the pause would be done
+    assert page.evaluate("() => window.__vp.counters.playedSamples") == held < 1.4 * rate_hz
+
+    scripted.send({"type": "output_audio_buffer.resumed", "response_id": "r1", "audio_ms": 1500})
+    scripted.send({"type": "input_audio_buffer.speech_stopped", "turn_id": "t2", "ignored": "backchannel"})
+    scripted.send({"type": "output_audio_buffer.stopped", "response_id": "r1", "audio_ms": 1500})
+    page.wait_for_function("() => window.__vp.state === 'listening'")  # speaking again, then drained: played to the end
+    counters = page.evaluate("() => window.__vp.counters")
+    assert counters["clears"] == counters["droppedSamples"] == 0 and not page.evaluate("() => window.__vp.playbackPaused")
+    assert abs(counters["playedSamples"] - 1.5 * rate_hz) < 0.01 * rate_hz  # nothing lost, nothing repeated
+
+    # paused, then cleared (real words): what was held is dropped, never played
+    scripted.send({"type": "response.created", "turn_id": "t2", "response_id": "r2"})
+    scripted.send({"type": "output_audio_buffer.started", "response_id": "r2", "sample_rate": 16000})
+    for offset in range(0, len(audio), 6400):
+        scripted.send_audio(audio[offset : offset + 6400])
+    page.wait_for_function(f"() => window.__vp.counters.playedSamples > {counters['playedSamples']}")
+    scripted.send({"type": "output_audio_buffer.paused", "response_id": "r2", "audio_ms": 1500})
+    page.wait_for_function("() => window.__vp.counters.pauses === 2")
+    held = page.evaluate("() => window.__vp.counters.playedSamples")
+    scripted.send({"type": "output_audio_buffer.cleared", "response_id": "r2"})
+    page.wait_for_function("() => window.__vp.counters.clears === 1")
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__vp.counters.playedSamples") == held
+    assert page.evaluate("() => window.__vp.counters.droppedSamples") > 0 and not page.evaluate("() => window.__vp.playbackPaused")
+
+
 def test_push_to_talk_sends_audio_only_while_held_and_barges_in(page, scripted):
     started(page, scripted)
     page.get_by_label("Push-to-talk").check()

@@ -55,6 +55,15 @@ async def test_a_backchannel_pauses_the_reply_then_it_resumes_and_completes():
     assert done.response_id == rid and done.data["status"] == "completed"
     assert done.data["played_text"] == done.data["text"]
     types = h.sink.types()
+    # the client is told to hold its playback at once, before the words are judged, then to go on
+    paused, resumed = h.sink.of("output_audio_buffer.paused"), h.sink.of("output_audio_buffer.resumed")
+    assert len(paused) == len(resumed) == 1 and paused[0].response_id == resumed[0].response_id == rid
+    assert types.index("output_audio_buffer.paused") < types.index("output_audio_buffer.resumed") \
+        < types.index("response.done")
+    assert abs(types.index("output_audio_buffer.resumed") - types.index("input_audio_buffer.speech_stopped")) == 1
+    assert paused[0].data["audio_ms"] == resumed[0].data["audio_ms"]  # nothing sent in between
+    resumed_at = h.sink.items.index(("event", resumed[0]))
+    assert audio_between(h, h.sink.items.index(("event", paused[0])), resumed_at, rid) == 0
     assert "output_audio_buffer.cleared" not in types and "input_audio_buffer.committed" not in types
     assert types.count("response.created") == 1  # the backchannel is not answered
     assert h.session.conversation.history[-1].content == done.data["text"]
@@ -79,6 +88,10 @@ async def test_words_over_the_reply_interrupt_it_and_are_answered():
     rid = started.response_id
     assert cleared.response_id == rid and cleared.data["reason"] == "barge_in"
     assert done.data["status"] == "cancelled"
+    types = h.sink.types()  # paused at once, cleared when the words were judged, never resumed
+    assert types.index("output_audio_buffer.paused") < types.index("output_audio_buffer.cleared")
+    assert h.sink.of("output_audio_buffer.paused")[0].response_id == rid
+    assert "output_audio_buffer.resumed" not in types
     # Held past the client's lead, everything sent before the pause was played, and that is what the
     # reply's history keeps: the pause did not move the heard position.
     assert done.data["played_text"] == record.played_text(h.session.outbox.sent_ms(rid)) != ""
@@ -100,6 +113,9 @@ async def test_speech_too_long_for_a_backchannel_interrupts_before_any_pause():
         speech_stopped = h.sink.of("input_audio_buffer.speech_stopped")
         llm.release.set()
     assert cleared.data["reason"] == "barge_in" and speech_stopped == []  # interrupted while still speaking
+    types = h.sink.types()
+    assert types.index("output_audio_buffer.paused") < types.index("output_audio_buffer.cleared")
+    assert "output_audio_buffer.resumed" not in types
     assert h.metrics.barge_ins.labels("long_speech")._value.get() == 1
 
 
@@ -112,6 +128,8 @@ async def test_clearing_the_input_while_held_lets_the_reply_go_on():
         await h.session.handle(cmd.ClearInput())
         done = await h.sink.wait_for("response.done")
     assert done.data["status"] == "completed" and not h.session.outbox.paused
+    types = h.sink.types()
+    assert types.index("output_audio_buffer.paused") < types.index("output_audio_buffer.resumed") < types.index("response.done")
 
 
 def _voice_like(seconds: float, seed: int) -> np.ndarray:

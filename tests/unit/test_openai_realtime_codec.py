@@ -115,6 +115,18 @@ def test_a_reply_becomes_a_ga_response_with_its_items():
     assert done["usage"]["output_tokens"] == 1 and state.response_items == {"item_r1": "r1"}
 
 
+def test_ga_clients_get_the_clear_but_no_pause_or_resume_which_openai_does_not_have():
+    encoder = GaEncoder(GaState())
+    encoder.encode_event(ServerEvent(EventKind.RESPONSE_CREATED, "s1", turn_id="t1", response_id="r1"))
+
+    def event(kind: EventKind, **data) -> list[str]:
+        return [w["type"] for w in encoder.encode_event(ServerEvent(kind, "s1", response_id="r1", data=data))]
+
+    assert event(EventKind.OUTPUT_AUDIO_PAUSED, audio_ms=400) == []
+    assert event(EventKind.OUTPUT_AUDIO_RESUMED, audio_ms=400) == []
+    assert event(EventKind.OUTPUT_AUDIO_CLEARED, reason="barge_in") == ["output_audio_buffer.cleared"]
+
+
 def test_errors_take_openai_shape_with_the_client_event_id():
     state = GaState()
     GaDecoder(state).decode(json.dumps({"type": "nope", "event_id": "evt_9"}))

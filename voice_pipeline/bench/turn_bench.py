@@ -130,11 +130,18 @@ async def _overlap(rule: str, env: dict, options: BenchOptions, progress) -> dic
         "barge_ins_with_echo_interrupted": sum(r.interrupted for r in by_kind["barge_in"] if r.echo),
         "barge_in_audio_stop_ms": summarize(r.stop_ms for r in clean),
         "barge_in_cleared_ms": summarize(r.cleared_ms for r in clean),
+        "barge_in_paused_ms": summarize(r.paused_ms for r in clean),  # a pausing client stops playing then
+        "backchannels_resumed": sum(r.resumed for r in by_kind["backchannel"]),
         "trials": [dataclasses.asdict(r) for r in results],
     }
     progress(f"overlap ({rule}): backchannel false barge-ins {out['backchannel_false_barge_ins']}/{out['backchannels']}, "
              f"echo {out['echo_false_barge_ins']}/{out['echo_trials']}, barge-ins {out['barge_ins_interrupted']}/{out['barge_ins']}")
     return out
+
+
+def _p50_max(summary: dict | None) -> str:
+    """'p50 / max ms', or a dash where nothing was measured (the older rule never pauses)."""
+    return f"{summary['p50']} / {summary['max']} ms" if summary and summary["count"] else "-"
 
 
 def markdown(report: dict, command: str) -> str:
@@ -149,13 +156,14 @@ def markdown(report: dict, command: str) -> str:
     if report["overlap"]:
         lines += ["", "| speech over the reply | backchannel false barge-ins | echo (-10 dB, 150 ms) false barge-ins "
                       "| real barge-ins interrupted (of them over the echo) | reply audio stops arriving after: p50 / max "
-                      "| `output_audio_buffer.cleared` after: p50 / max |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                      "| `output_audio_buffer.paused` after: p50 / max | `output_audio_buffer.cleared` after: p50 / max |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for rule, o in report["overlap"].items():
             lines.append(f"| {rule} | {o['backchannel_false_barge_ins']} of {o['backchannels']} "
                          f"| {o['echo_false_barge_ins']} of {o['echo_trials']} "
                          f"| {o['barge_ins_interrupted']} of {o['barge_ins']} ({o['barge_ins_with_echo_interrupted']}) "
                          f"| {o['barge_in_audio_stop_ms']['p50']} / {o['barge_in_audio_stop_ms']['max']} ms "
+                         f"| {_p50_max(o.get('barge_in_paused_ms'))} "
                          f"| {o['barge_in_cleared_ms']['p50']} / {o['barge_in_cleared_ms']['max']} ms |")
     return "\n".join(lines) + "\n"
 

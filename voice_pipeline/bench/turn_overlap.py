@@ -6,7 +6,8 @@ speaker next to it would return it: the reply audio is "played" the way a client
 chunk after the previous one, from its arrival; `output_audio_buffer.cleared` drops what is
 left) and comes back `echo_delay_ms` later at `echo_db` (speakerphone, a phone line without
 echo cancellation). `overlap_trial` asks a question that gets a long reply, speaks over it, and
-says what became of the reply. Used by `voice-pipeline bench` and tests/integration/test_barge_in.py.
+says what became of the reply (and when `output_audio_buffer.paused` came). Used by
+`voice-pipeline bench` and tests/integration/test_barge_in.py.
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ class OverlapResult:
     stop_ms: float | None  # barge_in: from the first captured sample of the words to the reply's last audio
     cleared_ms: float | None  # barge_in: ... to output_audio_buffer.cleared
     echo: bool = False  # the reply's own voice came back into the input (-10 dB, 150 ms) during the trial
+    # from the first captured sample of the words to output_audio_buffer.paused (a client that knows the
+    # event stops playing then), and whether the reply was then resumed
+    paused_ms: float | None = None
+    resumed: bool = False
 
     @property
     def interrupted(self) -> bool:
@@ -123,11 +128,13 @@ class OverlapResult:
 
 async def overlap_trial(url: str, kind: str, words: np.ndarray | None, text: str, rate_hz: int = 16_000,
                         question: np.ndarray | None = None, after_reply_s: float = 1.0,
-                        timeout_s: float = 90.0, echo: bool | None = None, settle_s: float | None = None) -> OverlapResult:
+                        timeout_s: float = 90.0, echo: bool | None = None, settle_s: float | None = None,
+                        record: list[tuple[float, dict]] | None = None) -> OverlapResult:
     """Ask `question` (audio at `rate_hz`), then `after_reply_s` into the reply say `words` (or, for
     "echo", say nothing while the reply comes back at -10 dB, 150 ms late; `echo=True` adds that echo to
     the other kinds too) and follow the first reply: to its response.done, or with `settle_s` for that long
-    after the words (then it is cancelled: a reply still speaking then was not interrupted)."""
+    after the words (then it is cancelled: a reply still speaking then was not interrupted). `record`, if
+    given, receives every server event as (arrival time, event) and each audio chunk as (time, {"type": "audio"})."""
     from voice_pipeline_client.realtime import RealtimeClient
 
     async with RealtimeClient(url) as client:
@@ -161,9 +168,16 @@ async def overlap_trial(url: str, kind: str, words: np.ndarray | None, text: str
             done.set()
             await microphone
         received = client.received
+    if record is not None:
+        record.extend(sorted(received.events + [(t, {"type": "audio"}) for t, _ in received.audio], key=lambda x: x[0]))
     speech_after = [t for t, e in received.events if e.get("type") == "input_audio_buffer.speech_started"
                     and t > (started_t or 0.0)]
-    stop_ms = cleared_ms = None
+    stop_ms = cleared_ms = paused_ms = None
+    if words is not None and mic.said_at:
+        paused_t = next((t for t, e in received.events if e.get("type") == "output_audio_buffer.paused"
+                         and e.get("response_id") == rid and t >= mic.said_at[-1]), None)
+        paused_ms = None if paused_t is None else 1000.0 * (paused_t - mic.said_at[-1])
+    resumed = received.first_time("output_audio_buffer.resumed", response_id=rid) is not None
     if kind == "barge_in" and mic.said_at:
         said_t = mic.said_at[-1]
         last_audio = [t for t, _ in received.audio if t >= said_t]
@@ -174,4 +188,4 @@ async def overlap_trial(url: str, kind: str, words: np.ndarray | None, text: str
             tail = [t for t in last_audio if t <= cleared_t]
             stop_ms = 1000.0 * ((max(tail) if tail else said_t) - said_t)
     return OverlapResult(kind, text, finished.get("status", "none"), kind == "echo" and bool(speech_after),
-                         stop_ms, cleared_ms, with_echo)
+                         stop_ms, cleared_ms, with_echo, paused_ms=paused_ms, resumed=resumed)

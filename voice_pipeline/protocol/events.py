@@ -29,6 +29,8 @@ class EventKind(enum.StrEnum):
     OUTPUT_AUDIO_STARTED = "output_audio_buffer.started"
     OUTPUT_AUDIO_STOPPED = "output_audio_buffer.stopped"
     OUTPUT_AUDIO_CLEARED = "output_audio_buffer.cleared"
+    OUTPUT_AUDIO_PAUSED = "output_audio_buffer.paused"  # speech over the reply: hold playback, keep the buffer
+    OUTPUT_AUDIO_RESUMED = "output_audio_buffer.resumed"  # it was a backchannel: play on from where it paused
     RESPONSE_DONE = "response.done"
     TURN_METRICS = "turn.metrics"
     RESET_DONE = "conversation.reset.done"

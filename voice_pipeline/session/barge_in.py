@@ -67,7 +67,7 @@ class BargeInJudge:
         if turn is None:  # cannot happen: the machine holds only during a user turn
             return
         self.pending = turn
-        self._outbox.pause()
+        self._outbox.pause(turn.turn_id)  # the client hears of it at once: output_audio_buffer.paused
 
     def pause_started(self, turn: VoiceTurn, speech_end_ms: float, now_ms: float) -> None:
         """The speaker paused: judge the words so far when their transcript (the early final) is in."""

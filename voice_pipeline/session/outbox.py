@@ -9,6 +9,10 @@ Everything the session sends goes through one task, so ordering is simple to rea
 - `pause()` stops sending audio (kept queued) while speech over a reply is judged, `resume()`
   goes on from the next unsent frame: the client plays out its lead, is silent, then hears the
   rest, and `played_ms` stays right because the play cursor only moves when audio is sent.
+  A reply that is playing with audio still to come is announced to the client
+  (`output_audio_buffer.paused`, ahead of any audio): a client that knows the event stops playing
+  at once and keeps its buffer. It is answered by `output_audio_buffer.resumed` when the reply
+  goes on, or by the reply's `output_audio_buffer.cleared` when it was flushed meanwhile.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class _ReplyAudio:
     sent_ms: float = 0.0
     play_end_t: float = 0.0
     started: bool = False
+    flushed: bool = False  # its queued audio was dropped (a barge-in, a failure, the session's end)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -66,6 +71,8 @@ class Outbox:
         self._space = asyncio.Event()
         self._closed = False
         self._paused = False
+        self._playing: _ReplyAudio | None = None  # the reply whose audio was sent last
+        self._pause_announced: _ReplyAudio | None = None  # output_audio_buffer.paused was sent for it
         # Each audio frame sent, with the time the client starts playing it (the echo reference).
         self.on_audio_sent: Callable[[np.ndarray, int, float], None] | None = None
 
@@ -118,6 +125,7 @@ class Outbox:
             if response_id is None or reply.response_id == response_id:
                 reply.frames.clear()
                 reply.ended = True
+                reply.flushed = True
                 self._finish(reply)
         self._play_cursor_t = min(self._play_cursor_t, now())
         self._space.set()
@@ -139,11 +147,26 @@ class Outbox:
     def paused(self) -> bool:
         return self._paused
 
-    def pause(self) -> None:
-        """Stop sending reply audio until `resume()`; queued audio and control events are kept."""
+    def pause(self, turn_id: str | None = None) -> None:
+        """Stop sending reply audio until `resume()`; queued audio and control events are kept.
+
+        If a reply is playing with audio still to come, tell the client at once (before any audio)."""
+        if self._paused:
+            return
         self._paused = True
+        reply = self._playing
+        if reply is None or reply.flushed or (reply.ended and not reply.frames):
+            return  # nothing playing, or all of it sent: the client only plays out its lead
+        self._pause_announced = reply
+        self.emit(ServerEvent(EventKind.OUTPUT_AUDIO_PAUSED, self.session_id, turn_id=turn_id,
+                              response_id=reply.response_id, data={"audio_ms": round(reply.sent_ms)}))
 
     def resume(self) -> None:
+        """Send audio again; a paused reply that was not flushed meanwhile is announced as resumed."""
+        reply, self._pause_announced = self._pause_announced, None
+        if self._paused and reply is not None and not reply.flushed:
+            self.emit(ServerEvent(EventKind.OUTPUT_AUDIO_RESUMED, self.session_id, response_id=reply.response_id,
+                                  data={"audio_ms": round(reply.sent_ms)}))
         self._paused = False
         self._wake.set()
 
@@ -199,6 +222,7 @@ class Outbox:
             self.on_audio_sent(frame, reply.sample_rate_hz, play_start_t)
         self._play_cursor_t = play_start_t + duration_s
         reply.sent_ms += duration_s * 1000.0
+        self._playing = reply  # from here a pause counts this frame as sent (its audio_ms)
         reply.play_end_t = self._play_cursor_t
         self._space.set()
         await sink.send_audio(AudioChunk(reply.response_id, frame, reply.sample_rate_hz))

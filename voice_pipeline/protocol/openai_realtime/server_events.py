@@ -3,7 +3,9 @@
 Stateful: each reply becomes a GA response with an assistant message item (audio with its
 transcript, or text) and one function_call item per tool call; the item-level `.done` events
 and `response.done` (with usage) come when the reply ends. Our extensions (`turn.metrics`,
-`output_audio_buffer.*`, `conversation.escalation`, `conversation.reset.done`) pass through.
+`output_audio_buffer.started/stopped/cleared`, `conversation.escalation`, `conversation.reset.done`)
+pass through; `output_audio_buffer.paused/resumed` have no GA counterpart and are not sent (a GA
+client keeps playing over a backchannel and learns of a barge-in from the clear).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class GaEncoder:
             EventKind.FUNCTION_CALL: self._function_call, EventKind.RESPONSE_DONE: self._response_done,
             EventKind.ERROR: self._error, EventKind.ITEM_ADDED: self._item_added,
             EventKind.OUTPUT_AUDIO_CLEARED: self._cleared,
+            EventKind.OUTPUT_AUDIO_PAUSED: lambda e: [], EventKind.OUTPUT_AUDIO_RESUMED: lambda e: [],
         }
 
     def encode_event(self, event: ServerEvent) -> list[Wire]:
