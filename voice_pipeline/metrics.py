@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -173,6 +173,16 @@ class PipelineMetrics:
             "vp_echo_frames_total", "Input VAD frames taken for the assistant's own voice (echo) and not speech",
             registry=self.registry,
         )
+        # Admission (app/capacity.py): the host sets the gauges' functions, read at each scrape.
+        self.admission_open = Gauge(
+            "vp_admission_open", "1 while the worker admits new sessions by its measured latency, 0 while it refuses "
+            "them (server.max_sessions still applies)", registry=self.registry,
+        )
+        self.admission_p90_seconds = Gauge(
+            "vp_admission_p90_seconds", "Recent turns' p90 from the end of a turn to the first reply audio, as "
+            "admission sees it (NaN: too few recent turns)", registry=self.registry,
+        )
+        self.turn_listeners: list[Callable[[dict[str, Any]], None]] = []  # each finished turn's summary
 
     def observe_end_of_turn(self, verdict: dict[str, Any]) -> None:
         """One turn's endpoint decision: by signal and decision, with the model's score and time."""
@@ -184,6 +194,8 @@ class PipelineMetrics:
 
     def observe_turn(self, summary: dict, input_kind: str, status: str) -> None:
         self.turns.labels(status).inc()
+        for listener in self.turn_listeners:
+            listener(summary)
         for stage, ms in summary.get("stages_ms", {}).items():
             self.stage_seconds.labels(stage).observe(ms / 1000.0)
         if summary.get("voice_to_voice_ms") is not None:

@@ -1,7 +1,8 @@
 """The session host: admission, registry and lifetime of every conversation, for every transport.
 
 The browser socket, the media streams and SIP all get their sessions here: `refusal()` says
-whether one more fits (`not_ready` while the models load, `server_busy` at `max_sessions`), and
+whether one more fits (`not_ready` while the models load, `server_busy` at `max_sessions` or while
+the measured latency is above its target: app/capacity.py), and
 `async with host.session(prefix, make_sink)` registers a Session, runs it on its sink, and on
 leaving the block cancels it, waits for it, and unregisters it. `drain()` (on SIGTERM) refuses
 new sessions (`server_draining`) and waits for the turns and replies in progress to finish. A session that died of a bug is
@@ -13,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from voice_pipeline.app.capacity import Capacity
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.metrics import PipelineMetrics
 from voice_pipeline.protocol.commands import StartSession
@@ -34,6 +37,10 @@ class SessionHost:
         self.sessions: dict[str, Session] = {}
         self.draining = False  # stopping: no new sessions, replies in progress are finished
         self._numbers = itertools.count(1)
+        self.capacity = Capacity.from_settings(settings)  # the door below the max_sessions ceiling
+        metrics.turn_listeners.append(self.capacity.observe_turn)
+        metrics.admission_open.set_function(lambda: float(self.capacity.admits()))
+        metrics.admission_p90_seconds.set_function(self._p90_s)
 
     def refusal(self, reserved: int = 0) -> str | None:
         """Why one more session cannot start now (an error code), or None. `reserved`: places
@@ -44,7 +51,23 @@ class SessionHost:
             return "not_ready"
         if len(self.sessions) + reserved >= self.settings.server.max_sessions:
             return "server_busy"
+        if self.sessions and not self.capacity.admits():  # an empty worker always takes one
+            return "server_busy"
         return None
+
+    def _p90_s(self) -> float:
+        p90_ms = self.capacity.p90_ms()
+        return math.nan if p90_ms is None else p90_ms / 1000.0
+
+    def refusal_message(self, code: str, reserved: int = 0) -> str:
+        """What a refused client is told: why there is no room (figures only, nothing anyone said)."""
+        if code == "not_ready":
+            return "models are still loading"
+        if code == "server_draining":
+            return "the server is stopping"
+        if len(self.sessions) + reserved >= self.settings.server.max_sessions:
+            return f"the server is at its limit of {self.settings.server.max_sessions} sessions"
+        return self.capacity.reason()
 
     async def drain(self, timeout_s: float) -> int:
         """Refuse new sessions and wait (at most `timeout_s`) until no session is in the middle of a
@@ -78,4 +101,6 @@ class SessionHost:
                 log.error("session %s stopped by %s", session.session_id, type(results[0]).__name__,
                           exc_info=results[0] if log.isEnabledFor(logging.DEBUG) else None)
             self.sessions.pop(session.session_id, None)
+            if not self.sessions:  # the latency measured described a load that has gone
+                self.capacity.clear()
             log.info("session %s closed", session.session_id)

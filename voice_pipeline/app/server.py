@@ -92,6 +92,7 @@ class PipelineServer:
             return web.json_response({"ready": False, "draining": self.host.draining}, status=503)
         if self.host.refusal() == "server_busy":  # full: a load balancer sends the next session elsewhere
             return web.json_response({"ready": False, "full": True, "reason": "server_busy",
+                                      "message": self.host.refusal_message("server_busy"),
                                       "sessions": len(self.sessions)}, status=503)
         worker = {"restarts": self.worker.restarts, "last_exit": self.worker.last_exit}
         return web.json_response({"ready": True, "sessions": len(self.sessions), "cold_start": self.cold_start,
@@ -111,9 +112,7 @@ class PipelineServer:
         await ws.prepare(request)
         code = self.host.refusal()
         if code is not None:
-            message = {"not_ready": "models are still loading", "server_draining": "the server is stopping"}.get(
-                code, f"the server is at its limit of {self.settings.server.max_sessions} sessions")
-            await self._refuse(ws, code, message, close_code=1013)
+            await self._refuse(ws, code, self.host.refusal_message(code), close_code=1013)
             return ws
         sink = (lambda _session: ga.sink(ws)) if ga else (lambda _session: WebSocketSink(ws))
         async with self.host.session("s", sink) as (session, runner):

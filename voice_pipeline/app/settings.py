@@ -18,7 +18,11 @@ ENV_PREFIX = "VP_"
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8765
-    max_sessions: int = 8
+    max_sessions: int = 8  # the hard ceiling per worker; below it, admission follows admit_p90_ms
+    # Admission from measured capacity (app/capacity.py): new sessions are refused (server_busy,
+    # /ready "full") while the recent turns' p90 from the end of a turn to the first reply audio is
+    # above this; 0 -> half of budgets.first_audio_ms (1250 ms by default); negative: count only.
+    admit_p90_ms: int = 0
     max_text_frame_bytes: int = 64 * 1024
     start_timeout_s: float = 10.0  # a /v1/realtime socket without session.start by then is closed
     audio_in_queue_frames: int = 200  # ~4 s of 20 ms frames; oldest dropped beyond

@@ -1,4 +1,5 @@
-"""CPU time and memory of a process, read from /proc (Linux), and facts about this machine."""
+"""CPU time and memory of a process and its children, read from /proc (Linux), GPU utilisation
+sampled from `nvidia-smi` where there is one, and facts about this machine."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import importlib.metadata
 import os
 import platform
+import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,29 @@ def cpu_sample(pid: int) -> CpuSample:
     return CpuSample(time.monotonic(), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
 
 
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of `pid` and every live descendant (a supervised worker, LLM servers), each with
+    the children it has reaped (utime, stime, cutime, cstime)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        cpu[child] = sum(int(f) for f in fields[11:15]) / _CLOCK_TICKS
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return {member: cpu[member] for member in tree if member in cpu}
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """Resident memory now (VmRSS) and its peak so far (VmHWM), in KiB."""
     out = {}
@@ -38,29 +64,106 @@ def memory_kib(pid: int) -> dict[str, int]:
     return out
 
 
+def tree_memory_kib(members: Iterable[int]) -> dict[str, int]:
+    """Resident memory summed over processes: VmRSS now, and VmHWM (each one's own peak, so the
+    sum is an upper bound of the peak they had together)."""
+    total = {"VmRSS": 0, "VmHWM": 0}
+    for member in members:
+        try:
+            for key, kib in memory_kib(member).items():
+                total[key] += kib
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
 class ProcessMeter:
-    """CPU use between `start()` and `stop()`, in cores (1.0 = one core busy), and peak memory."""
+    """CPU use of a process and its descendants between `start()` and `stop()`, in cores (1.0 =
+    one core busy; CPU seconds / wall seconds), and the process's peak memory."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._start: CpuSample | None = None
+        self._start: tuple[float, dict[int, float]] | None = None
 
     def start(self) -> None:
-        self._start = cpu_sample(self.pid)
+        self._start = (time.monotonic(), tree_cpu_s(self.pid))
 
     def stop(self) -> dict:
-        end = cpu_sample(self.pid)
-        start = self._start or end
-        wall_s = max(1e-9, end.t - start.t)
-        memory = memory_kib(self.pid)
+        end_t, end = time.monotonic(), tree_cpu_s(self.pid)
+        start_t, start = self._start or (end_t, end)
+        # A process started during the level counts from zero; one that ended is in its parent's cutime.
+        cpu_s = sum(max(0.0, used - start.get(member, 0.0)) for member, used in end.items())
+        wall_s = max(1e-9, end_t - start_t)
+        memory = tree_memory_kib(end)
         return {
-            "cpu_seconds": round(end.cpu_s - start.cpu_s, 2),
+            "cpu_seconds": round(cpu_s, 2),
             "wall_seconds": round(wall_s, 2),
-            "cpu_cores_used": round((end.cpu_s - start.cpu_s) / wall_s, 2),
-            "cpu_percent_of_machine": round(100.0 * (end.cpu_s - start.cpu_s) / wall_s / (os.cpu_count() or 1), 1),
+            "cpu_cores_used": round(cpu_s / wall_s, 2),
+            "cpu_percent_of_machine": round(100.0 * cpu_s / wall_s / (os.cpu_count() or 1), 1),
+            "processes": len(end),
             "rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
         }
+
+
+class GpuSampler:
+    """GPU utilisation (percent, mean over the GPUs) sampled from `nvidia-smi` every `interval_s`
+    between `start()` and `stop()`; "n/a" where there is no nvidia-smi (no GPU)."""
+
+    QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []  # (utilisation %, memory used MiB), one per sample
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if shutil.which(self.QUERY[0]):
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> dict:
+        if self._task is None:
+            return {"gpu_utilisation_percent": "n/a"}
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        return gpu_summary(self.samples)
+
+    async def _run(self) -> None:
+        while True:
+            if (sample := await self._query()) is not None:
+                self.samples.append(sample)
+            await asyncio.sleep(self.interval_s)
+
+    async def _query(self) -> tuple[float, float] | None:
+        try:
+            process = await asyncio.create_subprocess_exec(*self.QUERY, stdout=asyncio.subprocess.PIPE,
+                                                           stderr=asyncio.subprocess.DEVNULL)
+            out, _ = await asyncio.wait_for(process.communicate(), 10)
+        except (OSError, TimeoutError):
+            return None
+        return parse_nvidia_smi(out.decode(errors="replace"))
+
+
+def parse_nvidia_smi(text: str) -> tuple[float, float] | None:
+    """`utilization.gpu, memory.used` lines (one per GPU) -> (mean utilisation %, total MiB used)."""
+    rows = []
+    for line in text.strip().splitlines():
+        try:
+            utilisation, memory = (float(part) for part in line.split(","))
+        except ValueError:
+            continue  # "[N/A]" or a warning line
+        rows.append((utilisation, memory))
+    if not rows:
+        return None
+    return sum(u for u, _ in rows) / len(rows), sum(m for _, m in rows)
+
+
+def gpu_summary(samples: list[tuple[float, float]]) -> dict:
+    if not samples:
+        return {"gpu_utilisation_percent": "n/a"}
+    return {"gpu_utilisation_percent": round(sum(u for u, _ in samples) / len(samples), 1),
+            "gpu_utilisation_peak_percent": round(max(u for u, _ in samples), 1),
+            "gpu_memory_peak_mib": round(max(m for _, m in samples)), "gpu_samples": len(samples)}
 
 
 def machine_info() -> dict:

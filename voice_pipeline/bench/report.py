@@ -134,14 +134,34 @@ def _concurrency_md(c: dict, charts: dict[str, str]) -> list[str]:
         f"Limit: p95 voice-to-voice ≤ {c['limit_p95_voice_to_voice_ms']:g} ms. Most sessions within it: "
         f"**{c['max_sessions_within_limit']}** on {c['cpu_cores']} cores = **{c['sessions_per_core_at_limit']} sessions "
         f"per core**{'' if c['limit_reached'] else ' (the limit was not reached within the sweep)'}.", "",
-        "| sessions | turns | p50 | p95 | p99 | max | server CPU cores used | peak RSS MiB | status |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| sessions | turns | p50 | p95 | p99 | max | refused | server CPU cores used | GPU % | peak RSS MiB | status |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for lv in c["levels"]:
         v, r = lv["voice_to_voice_ms"], lv["resources"]
         lines.append(f"| {lv['sessions']} | {lv['turns']} | {v['p50']} | {v['p95']} | {v['p99']} | {v['max']} | "
-                     f"{r.get('cpu_cores_used')} | {r.get('peak_rss_mib')} | {lv['status']} |")
-    return lines + ["", f"![voice-to-voice against concurrency]({charts['concurrency']})", ""]
+                     f"{lv.get('refused', 0)} | {r.get('cpu_cores_used')} | {r.get('gpu_utilisation_percent', 'n/a')} | "
+                     f"{r.get('peak_rss_mib')} | {lv['status']} |")
+    lines += ["", "Server CPU: the server process and its children (workers, LLM servers), CPU seconds ÷ wall "
+              "seconds of the level. Refused: sessions admission turned away (`server_busy`).", ""]
+    return lines + _shares_md(c["levels"]) + [f"![voice-to-voice against concurrency]({charts['concurrency']})", ""]
+
+
+def _shares_md(levels: list[dict]) -> list[str]:
+    """Each stage's share of the server-side turn time (and its median) per level."""
+    if not any(lv.get("stage_shares") for lv in levels):
+        return []
+    lines = ["Each stage's share of the server-side turn time (end of speech to first audio sent, summed over "
+             "the level's answered turns), with its median in ms:", "",
+             "| sessions | server p50 | " + " | ".join(STAGE_NAMES) + " |",
+             "| ---: | ---: | " + " | ".join("---:" for _ in STAGE_NAMES) + " |"]
+    for lv in levels:
+        shares = lv.get("stage_shares") or {}
+        cells = [f"{100 * sh['share']:.0f} % ({sh['p50_ms']})" if (sh := shares.get(n)) and sh["share"] is not None
+                 else "–" for n in STAGE_NAMES]
+        lines.append(f"| {lv['sessions']} | {(lv.get('server_voice_to_voice_ms') or {}).get('p50')} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _turn_taking_md(systems: dict) -> list[str]:

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from voice_pipeline.bench import corpus as corpus_mod
-from voice_pipeline.bench.procstat import ProcessMeter, machine_info, versions
+from voice_pipeline.bench.procstat import GpuSampler, ProcessMeter, machine_info, versions
 from voice_pipeline.bench.stats import summarize
 from voice_pipeline.bench.summary import summarize_run
 from voice_pipeline.bench.systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
@@ -131,6 +131,8 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
     meter = ProcessMeter(system.pid) if system.pid else None
     if meter:
         meter.start()
+    gpu = GpuSampler()
+    gpu.start()
     t = time.monotonic()
 
     async def session(index: int) -> list[TurnSample]:
@@ -143,16 +145,22 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
 
     results = await asyncio.gather(*(session(i) for i in range(sessions)))
     level = [s for per_session in results for s in per_session]
-    resources = meter.stop() if meter else {}
+    resources = {**(meter.stop() if meter else {}), **await gpu.stop()}
     done = [s.voice_to_voice_ms for s in level if s.voice_to_voice_ms is not None]
     stats = summarize(done)
+    refused = sum(s.status == "refused" for s in level)
     progress(f"bench: {label} N={sessions}: {len(level)} turns, p50 {stats['p50']} ms, p95 {stats['p95']} ms "
-             f"voice-to-voice ({time.monotonic() - t:.0f} s)")
+             f"voice-to-voice, {refused} refused, CPU {resources.get('cpu_cores_used')} cores, "
+             f"GPU {_percent(resources['gpu_utilisation_percent'])} ({time.monotonic() - t:.0f} s)")
     key = f"{label}@{sessions}"
     phases["resources"][key] = resources
     if label == "pipeline" and sessions > 1:
         phases["concurrency"].append({"sessions": sessions, "p95_voice_to_voice_ms": stats["p95"]})
     return level
+
+
+def _percent(value: float | str) -> str:
+    return f"{value} %" if isinstance(value, (int, float)) else str(value)
 
 
 def _configuration(config: RunConfig, corpus, items, baseline_ids, corpus_build_s: float) -> dict:

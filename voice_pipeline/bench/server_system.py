@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import websockets
 
 from voice_pipeline.audio import PIPELINE_RATE_HZ
 from voice_pipeline_client.realtime import RealtimeClient
@@ -22,6 +23,7 @@ from voice_pipeline.bench.procstat import stop_process
 
 _POLL_S = 0.02
 _TOKENS_BEFORE_CANCEL = 20
+_REFUSALS = ("server_busy", "server_draining", "not_ready")
 _FINAL_TURN_SLACK_MS = 800.0  # a turn ending this close to the true speech end is the final one (pauses are 1 s)
 
 
@@ -81,7 +83,10 @@ class ServerSystem:
         sample.first_turn_after_ready, self._first_turn_pending = self._first_turn_pending, False
         try:
             async with RealtimeClient(self.url) as client:
-                await client.start(input_audio_format={"encoding": "pcm16", "sample_rate": PIPELINE_RATE_HZ})
+                refusal = await _start(client, {"input_audio_format": {"encoding": "pcm16", "sample_rate": PIPELINE_RATE_HZ}})
+                if refusal is not None:  # admission turned it away (full, or its measured latency too high)
+                    sample.status, sample.error = "refused", refusal
+                    return sample
                 t0 = time.monotonic()
                 streamer = asyncio.create_task(client.stream(spoken.audio_16k, PIPELINE_RATE_HZ, t0))
                 try:
@@ -99,6 +104,29 @@ class ServerSystem:
         except (OSError, RuntimeError) as exc:  # a refused or dropped connection is a result, not a crash
             sample.status, sample.error = "error", f"{type(exc).__name__}: {exc}"
         return sample
+
+
+async def _start(client: RealtimeClient, session: dict, timeout_s: float = 60.0) -> str | None:
+    """session.start, then session.created (None) or the refusal that came instead ("code: message")."""
+    try:
+        await client.send({"type": "session.start", "session": session})
+    except websockets.ConnectionClosed:
+        pass  # refused and closed at once: the error event is already in
+    outcome = await asyncio.wait_for(_until(lambda: _created_or_refused(client)), timeout_s)
+    if outcome == "":
+        client.session = client.received.of_type("session.created")[0]["session"]
+        return None
+    return outcome
+
+
+def _created_or_refused(client: RealtimeClient) -> str | None:
+    if client.received.of_type("session.created"):
+        return ""
+    for event in client.received.of_type("error"):
+        error = event.get("error", {})
+        if error.get("code") in _REFUSALS:
+            return f"{error['code']}: {error.get('message', '')}"
+    return None
 
 
 async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: TurnSample, full: bool = False) -> None:

@@ -105,7 +105,10 @@ def concurrency_report(samples: list[TurnSample], phases: dict, limit_ms: float)
         level = [s for s in samples if s.system == "pipeline" and s.concurrency == n]
         data = figures(level)
         levels.append({"sessions": n, "turns": len(level), "status": data["status"],
+                       "refused": data["status"].get("refused", 0),
                        "voice_to_voice_ms": data["voice_to_voice_ms"], "stages_ms": data["stages_ms"],
+                       "server_voice_to_voice_ms": data["server_voice_to_voice_ms"],
+                       "stage_shares": stage_shares(level),
                        "resources": phases["resources"].get(f"pipeline@{n}", {})})
     within = [lv["sessions"] for lv in levels if _within(lv, limit_ms)]
     best = max(within) if within else 0
@@ -117,6 +120,17 @@ def concurrency_report(samples: list[TurnSample], phases: dict, limit_ms: float)
         "sessions_per_core_at_limit": round(best / (os.cpu_count() or 1), 2),
         "limit_reached": any(not _within(lv, limit_ms) for lv in levels),
     }
+
+
+def stage_shares(samples: list[TurnSample]) -> dict:
+    """Each stage's part of the server-side turn time (end of speech to first audio sent, from
+    turn.metrics) over the answered turns: its median in ms and its share of the summed time (the
+    stages partition each turn, so the shares add up to 1)."""
+    answered = [s for s in samples if s.status == "ok" and s.server_voice_to_voice_ms]
+    total_ms = sum(s.server_voice_to_voice_ms for s in answered)
+    return {name: {"p50_ms": summarize(s.stages_ms.get(name) for s in answered)["p50"],
+                   "share": round(sum(s.stages_ms.get(name, 0.0) for s in answered) / total_ms, 3) if total_ms else None}
+            for name in STAGE_NAMES}
 
 
 def _within(level: dict, limit_ms: float) -> bool:

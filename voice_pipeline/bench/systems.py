@@ -31,7 +31,7 @@ class TurnSample:
     transcript: str = ""
     reply_text: str = ""
     reply_status: str = ""  # response.done's status: "completed" for a whole reply, "cancelled" when cut short
-    status: str = "ok"  # ok | stt_fallback | no_audio | no_reply | timeout | error
+    status: str = "ok"  # ok | stt_fallback | no_audio | no_reply | timeout | error | refused (admission)
     error: str = ""
     turns: int = 0  # turns the server saw in this item (a long pause may split one question)
     premature_endpoints: int = 0  # turns that ended before the user had finished

@@ -1,0 +1,132 @@
+"""The bench's per-level load figures: each stage's share of the server-side turn time, sessions
+refused by admission, CPU of the server's whole process tree, GPU utilisation from nvidia-smi
+(or "n/a"), and a refusal told apart from a session that started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from voice_pipeline.bench import procstat
+from voice_pipeline.bench.procstat import GpuSampler, ProcessMeter, gpu_summary, parse_nvidia_smi
+from voice_pipeline.bench.report import _concurrency_md
+from voice_pipeline.bench.server_system import _created_or_refused
+from voice_pipeline.bench.summary import STAGE_NAMES, concurrency_report, stage_shares
+from voice_pipeline.bench.systems import TurnSample
+
+
+def _turn(status: str = "ok", concurrency: int = 4, **stages_ms: float) -> TurnSample:
+    sample = TurnSample("pipeline", "q1", concurrency, 0, "reference", status=status)
+    if stages_ms:
+        sample.stages_ms = dict(stages_ms)
+        sample.server_voice_to_voice_ms = sum(stages_ms.values())
+        sample.voice_to_voice_ms = sample.server_voice_to_voice_ms + 40.0
+    return sample
+
+
+LEVEL = [
+    _turn(endpointing=300, stt=100, llm_first_token=400, first_piece=100, tts=90, send=10),  # 1000
+    _turn(endpointing=300, stt=300, llm_first_token=1200, first_piece=100, tts=90, send=10),  # 2000
+    _turn("refused"),
+    _turn("timeout"),
+]
+
+
+def test_stage_shares_add_up_over_the_answered_turns():
+    shares = stage_shares(LEVEL)
+    assert set(shares) == set(STAGE_NAMES)
+    assert shares["llm_first_token"]["share"] == round(1600 / 3000, 3)
+    assert shares["endpointing"]["share"] == 0.2 and shares["endpointing"]["p50_ms"] == 300.0
+    assert shares["stt"]["p50_ms"] == 200.0  # the median of 100 and 300
+    assert sum(sh["share"] for sh in shares.values()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_level_with_no_answered_turn_has_no_shares():
+    assert all(sh["share"] is None and sh["p50_ms"] is None for sh in stage_shares([_turn("refused")]).values())
+
+
+def test_the_concurrency_report_counts_refusals_and_carries_shares_and_resources():
+    resources = {"pipeline@4": {"cpu_cores_used": 1.9, "gpu_utilisation_percent": "n/a"}}
+    report = concurrency_report(LEVEL, {"resources": resources}, limit_ms=2500.0)
+    (level,) = report["levels"]
+    assert level["refused"] == 1 and level["status"] == {"ok": 2, "refused": 1, "timeout": 1}
+    assert level["stage_shares"]["llm_first_token"]["share"] > level["stage_shares"]["stt"]["share"]
+    assert level["server_voice_to_voice_ms"]["count"] == 2
+    assert report["max_sessions_within_limit"] == 0, "a level with refusals is not within the limit"
+    table = "\n".join(_concurrency_md(report, {"concurrency": "c.png"}))
+    assert "| refused |" in table and "| 1 | 1.9 | n/a |" in table
+    assert "| 4 | 1500.0 | 20 % (300.0) |" in table  # the shares table: server p50, then endpointing
+
+
+def test_nvidia_smi_lines_are_averaged_over_gpus_and_samples():
+    assert parse_nvidia_smi("40, 1000\n80, 3000\n") == (60.0, 4000.0)
+    assert parse_nvidia_smi("[N/A], [N/A]\n") is None
+    summary = gpu_summary([(60.0, 4000.0), (20.0, 5000.0)])
+    assert summary["gpu_utilisation_percent"] == 40.0 and summary["gpu_utilisation_peak_percent"] == 60.0
+    assert summary["gpu_memory_peak_mib"] == 5000 and summary["gpu_samples"] == 2
+    assert gpu_summary([]) == {"gpu_utilisation_percent": "n/a"}
+
+
+async def test_without_nvidia_smi_gpu_utilisation_is_not_available(monkeypatch):
+    monkeypatch.setattr(procstat.shutil, "which", lambda _name: None)
+    sampler = GpuSampler()
+    sampler.start()
+    assert await sampler.stop() == {"gpu_utilisation_percent": "n/a"}
+
+
+async def test_the_gpu_sampler_reads_nvidia_smi_while_the_level_runs(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '30, 1000'\necho '50, 2000'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    sampler = GpuSampler(interval_s=0.01)
+    sampler.start()
+    for _ in range(500):
+        if sampler.samples:
+            break
+        await asyncio.sleep(0.01)
+    summary = await sampler.stop()
+    assert summary["gpu_utilisation_percent"] == 40.0 and summary["gpu_memory_peak_mib"] == 3000
+
+
+def test_the_cpu_of_a_child_process_counts_as_the_servers():
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    parent = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -c '{spin}'; sleep 30"])
+    try:
+        meter = ProcessMeter(parent.pid)
+        meter.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(procstat.tree_cpu_s(parent.pid).values()) < 0.3:
+            time.sleep(0.05)
+        resources = meter.stop()
+        assert resources["cpu_seconds"] > 0, "the idle shell's busy child was counted"
+        assert resources["processes"] >= 1 and resources["cpu_cores_used"] > 0
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+class _Received:
+    def __init__(self, events: list[dict]) -> None:
+        self.events = events
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e.get("type") == kind]
+
+
+class _Client:
+    def __init__(self, *events: dict) -> None:
+        self.received = _Received(list(events))
+
+
+def test_a_refused_session_is_told_apart_from_a_started_one():
+    busy = {"type": "error", "error": {"code": "server_busy", "message": "the server is at its measured capacity"}}
+    assert _created_or_refused(_Client(busy)) == "server_busy: the server is at its measured capacity"
+    assert _created_or_refused(_Client({"type": "session.created", "session": {}})) == ""
+    assert _created_or_refused(_Client({"type": "error", "error": {"code": "invalid_json"}})) is None  # not a refusal
+    assert _created_or_refused(_Client()) is None  # nothing yet: keep waiting
