@@ -127,3 +127,26 @@ async def test_final_pass_hears_the_speech_and_its_tail_as_far_as_it_has_arrived
     await settle()
     assert stt.calls == [(True, end_ms * 16)]
     transcriber.cancel()
+
+
+async def test_an_adopted_partial_that_a_batching_stt_dropped_unrun_gives_way_to_a_final_pass():
+    class DroppingStt(GatedStt):
+        async def transcribe(self, audio, *, final):
+            if not final:  # engines/stt_batch.py answers a superseded partial with no words
+                await super().transcribe(audio, final=final)
+                return Transcript("", False, len(audio) / 16, superseded=True)
+            return await super().transcribe(audio, final=final)
+
+    stt = DroppingStt()
+    transcriber, seen = make(stt)
+    transcriber.maybe_partial(1500)
+    await settle()
+    transcriber.pause_started(speech_end_ms=1000, now_ms=1100)
+    assert transcriber.reused_partial
+    task = transcriber.final(1000, 1100)
+    stt.gates[0].set()  # the batcher answers the partial: dropped
+    await settle()
+    assert [final for final, _ in stt.calls] == [False, True]  # the final pass ran after all
+    stt.gates[-1].set()
+    transcript = await task
+    assert transcript.text and not transcript.superseded and seen == []

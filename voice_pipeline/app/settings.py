@@ -95,6 +95,11 @@ class SttSettings:
 class LlmSettings:
     model_path: str = ""  # empty -> the embedded SmolLM2-135M-Instruct GGUF
     # "tuned": SmolLM2-135M-Instruct plus the project's voice LoRA (models/voice_lora/), which
+    # The passes of all sessions that are due when the model frees up run as one batched call,
+    # finals first (engines/stt_batch.py; fitted window only). "auto": on, with CUDA and on the CPU
+    # (where it measured faster too: docs/scaling.md); "on"/"off" force it.
+    batch: str = "auto"
+    batch_max: int = 8  # passes per call; with CUDA more due than this shed partials, on the CPU any wait does
     # answers in its first clause, briefly and without markdown (docs/finetune.md); "base": as shipped.
     variant: str = "tuned"
     lora_path: str = ""  # an explicit adapter overrides `variant`

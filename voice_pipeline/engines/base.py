@@ -26,6 +26,7 @@ class Transcript:
     text: str
     final: bool
     audio_ms: float  # length of the audio this transcript covers
+    superseded: bool = False  # a partial a batching STT dropped unrun (engines/stt_batch.py): no words decoded
 
 
 @runtime_checkable

@@ -14,9 +14,14 @@ start is cut (`cut_restart`).
 
 `prefix`: text forced as the start of the transcript (a stable partial); the decoder then runs one
 batched step over those tokens instead of one step per token. The returned text includes it.
+
+`transcribe_batch`: several utterances (other sessions' passes, stt_batch.py) in one encoder and
+one decoder call, each window padded with silence to the longest.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,23 +46,47 @@ class FittedWindowDecoder:
         return len(audio_16k) / SAMPLE_RATE_HZ <= WINDOW_LIMIT_S
 
     def transcribe(self, audio_16k: np.ndarray, prefix: str = "") -> str:
-        import ctranslate2
-
-        padded = np.concatenate([audio_16k.astype(np.float32), self._margin])
-        features = self._model.feature_extractor(padded)
-        frames = features.shape[-1] - (features.shape[-1] % 2)  # the encoder's convolution halves the frames
-        window = np.ascontiguousarray(features[None, :, :frames], dtype=np.float32)
-        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
         prefix = prefix.strip()
         prompt = self._model.get_prompt(self._tokenizer, [], without_timestamps=True, prefix=prefix or None)
-        max_new = 10 + int(_TOKENS_PER_SECOND_LIMIT * len(audio_16k) / SAMPLE_RATE_HZ)
-        result = self._model.model.generate(
-            encoded, [prompt], beam_size=self._beam_size, max_length=min(len(prompt) + max_new, 448),
-            suppress_blank=not prefix, suppress_tokens=self._suppressed,
-        )[0]
+        return self._decode([audio_16k], prompt, suppress_blank=not prefix)[0]
+
+    def transcribe_batch(self, audios_16k: Sequence[np.ndarray]) -> list[str]:
+        """One encoder call and one decoder call for several utterances (no prefix). Each window is
+        padded with silence to the longest one's, so each transcript is exactly what `transcribe`
+        gives for that audio with the extra silence appended (a longer margin, not a new model)."""
+        prompt = self._model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        return self._decode(list(audios_16k), prompt, suppress_blank=True)
+
+    def _decode(self, audios: list[np.ndarray], prompt: list[int], suppress_blank: bool) -> list[str]:
+        import ctranslate2
+
+        longest = max(len(audio) for audio in audios)
+        features = [self._features(audio, longest - len(audio)) for audio in audios]
+        window = np.ascontiguousarray(np.stack(features), dtype=np.float32)
+        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
+        caps = [len(prompt) + min(_max_new_tokens(audio), 448 - len(prompt)) for audio in audios]
+        results = self._model.model.generate(
+            encoded, [prompt] * len(audios), beam_size=self._beam_size, max_length=max(caps),
+            suppress_blank=suppress_blank, suppress_tokens=self._suppressed,
+        )
         # CTranslate2 returns the prompt's tokens too (the prefix included); special tokens are dropped.
-        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        # In a batch the longest cap applies to all; each sequence is then cut at its own, so a
+        # hallucinated loop stays bounded (only a pass that ran into its cap can differ from alone).
+        return [self._text(result.sequences_ids[0][:cap]) for result, cap in zip(results, caps)]
+
+    def _features(self, audio_16k: np.ndarray, extra_silence: int) -> np.ndarray:
+        padded = np.concatenate([audio_16k.astype(np.float32), self._margin, np.zeros(extra_silence, np.float32)])
+        features = self._model.feature_extractor(padded)
+        frames = features.shape[-1] - (features.shape[-1] % 2)  # the encoder's convolution halves the frames
+        return features[:, :frames]
+
+    def _text(self, sequence: list[int]) -> str:
+        tokens = [t for t in sequence if t < self._tokenizer.eot]
         return self._tokenizer.decode(cut_restart(tokens)).strip()
+
+
+def _max_new_tokens(audio_16k: np.ndarray) -> int:
+    return 10 + int(_TOKENS_PER_SECOND_LIMIT * len(audio_16k) / SAMPLE_RATE_HZ)
 
 
 def cut_restart(tokens: list[int], min_repeat: int = 3) -> list[int]:

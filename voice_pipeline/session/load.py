@@ -16,7 +16,7 @@ class StageLoad:
     def __init__(self, llm_slots: int, stt_waiting: Callable[[], int] = lambda: 0) -> None:
         self.llm_slots = max(1, llm_slots)  # replies the LLM runs at once (llm.instances / slots)
         self.replies_running = 0  # replies between their route and their last audio, all sessions
-        self._stt_waiting = stt_waiting  # STT passes submitted but not started
+        self._stt_waiting = stt_waiting  # STT passes not started: no free worker, or past the next batch
 
     def sheds_partials(self) -> bool:
         return self._stt_waiting() > 0

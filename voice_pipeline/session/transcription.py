@@ -75,7 +75,8 @@ class TurnTranscriber:
         partial = self._partial
         end_ms = _final_end(speech_end_ms, now_ms)
         if partial is not None and partial.end_ms >= end_ms:  # it heard all of the speech and its tail
-            self._final, self._partial = partial, None
+            self._final = _Pass(self._spawn(self._adopt(partial.task, end_ms)), end_ms)
+            self._partial = None
             self.reused_partial = True
             return
         self._final = _Pass(self._spawn(self._transcribe(end_ms, final=True)), end_ms)
@@ -98,6 +99,14 @@ class TurnTranscriber:
         for run in (self._partial, self._final):
             if run is not None:
                 run.task.cancel()
+
+    async def _adopt(self, partial: asyncio.Task[Transcript], end_ms: float) -> Transcript:
+        """A partial adopted as the final; if a batching STT dropped it unrun (another pass of the
+        same audio was queued), the final pass runs after all: a turn never loses its words to it."""
+        transcript = await partial
+        if transcript.superseded:
+            return await self._transcribe(end_ms, final=True)
+        return transcript
 
     async def _run_partial(self, end_ms: float) -> Transcript:
         try:
