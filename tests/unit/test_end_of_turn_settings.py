@@ -36,3 +36,14 @@ def test_without_the_pause_transcript_the_words_cannot_be_scored():
 def test_an_unknown_choice_is_a_configuration_error():
     with pytest.raises(ConfigError):
         resolve_signal(settings(end_of_turn="vibes"), stt_fast=False)
+
+
+def test_agreeing_signals_end_the_turn_after_their_own_guard_and_audio_alone_after_its_own():
+    from voice_pipeline.session.end_of_turn import AudioPolicy, judge
+
+    policy = AudioPolicy.from_settings(settings(eot_agree_silence_ms="450", eot_sure_silence_ms="150").vad)
+    assert judge(policy, 0.9, "", 0.95, text_pending=False, use_text=True) == ("complete", 450)
+    assert judge(policy, 0.9, "", 0.5, text_pending=False, use_text=True) == ("incomplete", policy.wait_silence_ms)
+    assert judge(policy, 0.9, "", None, text_pending=True, use_text=True) is None  # the words still decide
+    assert judge(policy, 0.9, "", None, text_pending=False, use_text=False) == ("complete", 150)
+    assert AudioPolicy.from_settings(settings().vad).agree_silence_ms > settings().vad.endpoint_silence_ms

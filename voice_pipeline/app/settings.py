@@ -70,7 +70,8 @@ class VadSettings:
     eot_sure: float = 0.5  # audio score at or above: the turn is complete (with audio+text: and the words are)
     eot_unsure: float = 0.1  # audio score below: the user is mid-sentence, whatever the words say
     eot_text_sure: float = 0.8  # audio+text: the words' score needed as well
-    eot_sure_silence_ms: int = 160  # silence that ends a complete turn (may be under endpoint_silence_ms)
+    eot_sure_silence_ms: int = 160  # audio alone: silence that ends a complete turn (may be under endpoint_silence_ms)
+    eot_agree_silence_ms: int = 400  # audio+text: silence that ends a turn both call complete (guards list and digit gaps)
     eot_wait_silence_ms: int = 1800  # silence that ends an incomplete one (longer than mid-sentence pauses)
     eot_budget_ms: int = 500  # a model slower than this is not waited for: the silence rule decides
 
@@ -89,17 +90,17 @@ class SttSettings:
     # a fixed 30 s window (engines/whisper_window.py); "full": faster-whisper's own 30 s windows.
     encoder_window: str = "fitted"
     window_margin_s: float = 2.0
+    # The passes of all sessions that are due when the model frees up run as one batched call,
+    # finals first (engines/stt_batch.py; fitted window only). "auto": on, with CUDA and on the CPU
+    # (where it measured faster too: docs/scaling.md); "on"/"off" force it.
+    batch: str = "auto"
+    batch_max: int = 8  # passes per call; with CUDA more due than this shed partials, on the CPU any wait does
 
 
 @dataclass
 class LlmSettings:
     model_path: str = ""  # empty -> the embedded SmolLM2-135M-Instruct GGUF
     # "tuned": SmolLM2-135M-Instruct plus the project's voice LoRA (models/voice_lora/), which
-    # The passes of all sessions that are due when the model frees up run as one batched call,
-    # finals first (engines/stt_batch.py; fitted window only). "auto": on, with CUDA and on the CPU
-    # (where it measured faster too: docs/scaling.md); "on"/"off" force it.
-    batch: str = "auto"
-    batch_max: int = 8  # passes per call; with CUDA more due than this shed partials, on the CPU any wait does
     # answers in its first clause, briefly and without markdown (docs/finetune.md); "base": as shipped.
     variant: str = "tuned"
     lora_path: str = ""  # an explicit adapter overrides `variant`

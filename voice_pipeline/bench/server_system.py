@@ -216,6 +216,7 @@ def _fill_from_metrics(sample: TurnSample, metrics: dict) -> None:
     sample.server_voice_to_voice_ms = metrics.get("voice_to_voice_ms")
     sample.llm_tokens = metrics.get("llm_tokens")
     sample.speculation = metrics.get("speculation", "")
+    sample.eot = {key: value for key, value in metrics.items() if key.startswith("eot_")}
     sample.speculation_misses = metrics.get("speculation_misses", 0)
     sample.speculation_wasted_cpu_ms = metrics.get("speculation_wasted_cpu_ms", 0.0)
     first, twentieth = sample.marks_ms.get("llm_first_token"), sample.marks_ms.get("llm_token_20")

@@ -47,6 +47,7 @@ class TurnSample:
     llm_tokens_per_s: float | None = None
     tts_real_time_factor: float | None = None  # synthesis time / audio length (in-process systems only)
     first_turn_after_ready: bool = False
+    eot: dict = field(default_factory=dict)  # turn.metrics' eot_* fields: the end-of-turn signal's verdict and scores
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -8,6 +8,7 @@ grid of thresholds costs milliseconds; the chosen policy is re-measured for real
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import statistics
@@ -71,7 +72,7 @@ def grid(outcomes: list[Outcome], turns: dict[str, SpokenTurn], signal: str, max
     for sure, unsure, text_sure in itertools.product(SURE, UNSURE, texts):
         if unsure > sure:
             continue
-        policy = AudioPolicy(sure, unsure, text_sure, base.sure_silence_ms, base.wait_silence_ms, base.budget_ms)
+        policy = dataclasses.replace(base, sure=sure, unsure=unsure, text_sure=text_sure)
         figures = score(outcomes, turns, signal, policy)
         if figures["cut_off_rate"] > max_cut_off_rate:
             continue

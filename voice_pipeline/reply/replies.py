@@ -97,23 +97,8 @@ class Replies:
             self.metrics.shed.labels("speculation").inc()  # overload: answer at the endpoint instead
             return
         spec = self._new_handle(turn, held=True)
-        spec.task = self._spawn(self._speculate(spec, turn, stt))
+        spec.task = self._spawn(self._voice_turn(spec, turn, stt))
         self.speculation = spec
-
-    async def _speculate(self, spec: ReplyHandle, turn: UserTurn, stt: asyncio.Task[Transcript]) -> None:
-        if turn.eot is not None:
-            # The end-of-turn score decides when the turn is committed; on a small CPU it would be
-            # slowed by the LLM and TTS of this very reply, so it goes first (briefly).
-            try:
-                await asyncio.shield(stt)
-            except Exception:  # the reply below reports the transcript's failure
-                pass
-            try:
-                async with asyncio.timeout(0.5):
-                    await turn.eot_scored.wait()
-            except TimeoutError:
-                pass
-        await self._voice_turn(spec, turn, stt)
 
     def commit(self, turn: UserTurn) -> bool:
         """The turn ended: if its reply was prepared, send what was held, in order, and go live."""

@@ -85,12 +85,15 @@ class AudioPolicy:
     `unsure` it is not, and only `wait_silence_ms` of silence ends it (longer than people pause
     mid-sentence); between the two the plain silence rule decides. With the text signal too
     (`audio+text`): complete only when the audio is at least `unsure` and the words score at
-    least `text_sure`; otherwise the long wait."""
+    least `text_sure`, and then the turn ends after `agree_silence_ms` (longer than the plain rule:
+    both models were fooled by the 300-500 ms gaps between the parts of a list or a phone number
+    often enough to matter, docs/turn-taking.md); otherwise the long wait."""
 
     sure: float = 0.5  # the defaults are settings.vad's, calibrated on the pause corpus
     unsure: float = 0.1
     text_sure: float = 0.8
     sure_silence_ms: float = 160.0
+    agree_silence_ms: float = 400.0  # audio+text: both call it complete (guards list and digit gaps)
     wait_silence_ms: float = 1800.0
     budget_ms: float = 500.0  # a score later than this is not waited for: the silence rule decides
 
@@ -98,7 +101,7 @@ class AudioPolicy:
     def from_settings(cls, vad: VadSettings) -> AudioPolicy:
         return cls(sure=vad.eot_sure, unsure=vad.eot_unsure, text_sure=vad.eot_text_sure,
                    sure_silence_ms=vad.eot_sure_silence_ms, wait_silence_ms=vad.eot_wait_silence_ms,
-                   budget_ms=vad.eot_budget_ms)
+                   budget_ms=vad.eot_budget_ms, agree_silence_ms=vad.eot_agree_silence_ms)
 
     def decide(self, audio: float) -> tuple[str, float | None]:
         """(decision, wait in ms of silence, or None for the plain silence rule) from audio alone."""
@@ -110,7 +113,7 @@ class AudioPolicy:
 
     def decide_both(self, audio: float, text: float) -> tuple[str, float | None]:
         if audio >= self.unsure and text >= self.text_sure:
-            return "complete", self.sure_silence_ms
+            return "complete", self.agree_silence_ms
         return "incomplete", self.wait_silence_ms
 
 

@@ -31,7 +31,7 @@ class TextHints:
         """At a pause, score the pause's own transcript and hold the endpoint until it is scored.
 
         Partials are usually a second behind the speech, so their scores are not applied here;
-        the wait for the fresh score costs little because the reply is prepared meanwhile.
+        the wait for the fresh score costs little: the reply is prepared meanwhile, not after it.
         """
         scorer = turn.eot
         if scorer is None:
@@ -50,7 +50,6 @@ class TextHints:
 
     def _hint(self, turn: VoiceTurn, probability: float | None) -> None:
         """A new end-of-turn probability moves the endpoint, only while the user is pausing."""
-        turn.eot_scored.set()
         if self._current() is turn and self._pause_eot is not None:  # audio+text: the pause's judge decides
             self._pause_eot.text_scored(probability)
         elif self._current() is turn and self._turns.state is UserState.PAUSED:

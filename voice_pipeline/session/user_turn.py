@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from voice_pipeline.metrics import TurnTimeline
@@ -17,7 +16,6 @@ class UserTurn:
     timeline: TurnTimeline = field(default_factory=TurnTimeline)
     stt: TurnTranscriber | None = None
     eot: LatestTextScorer | None = None
-    eot_scored: asyncio.Event = field(default_factory=asyncio.Event)  # this pause's text was scored
 
 
 @dataclass
