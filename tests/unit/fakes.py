@@ -23,13 +23,17 @@ class FakeVad:
     def __init__(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)
 
-    def process(self, audio: np.ndarray) -> list[float]:
+    async def process(self, audio: np.ndarray) -> list[float]:
+        await asyncio.to_thread(int)  # like the real streams, answer from a thread: the loop runs meanwhile
         self._pending = np.concatenate([self._pending, audio])
         out = []
         while len(self._pending) >= 512:
             window, self._pending = self._pending[:512], self._pending[512:]
             out.append(0.95 if np.abs(window).mean() > 0.1 else 0.02)
         return out
+
+    def close(self) -> None:
+        pass
 
 
 class FakeStt:

@@ -165,9 +165,9 @@ async def test_the_vad_sees_8khz_phone_audio_without_the_transcriber_resamplers_
     seen: list[int] = []
 
     class CountingVad(FakeVad):
-        def process(self, audio: np.ndarray) -> list[float]:
+        async def process(self, audio: np.ndarray) -> list[float]:
             seen.append(len(audio))
-            return super().process(audio)
+            return await super().process(audio)
 
     engines = fake_engines()
     engines.make_vad = CountingVad

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -20,7 +19,7 @@ log = logging.getLogger("voice_pipeline.engines")
 async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     """Build every engine in a worker thread, then warm it; returns the engines and timings (ms)."""
     from voice_pipeline.engines.piper import PiperTts
-    from voice_pipeline.engines.vad import SileroVad, load_silero_session
+    from voice_pipeline.engines.vad_batch import vad_streams
     from voice_pipeline.engines.whisper import WhisperStt
 
     timings: dict[str, float] = {}
@@ -36,7 +35,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
 
     capabilities = settings.capabilities
     prompt = system_prompt(settings.llm.system_prompt_file)
-    vad_session = await timed("vad", load_silero_session)
+    make_vad = await timed("vad", lambda: vad_streams(settings.vad.batch, settings.vad.batch_wait_ms))
     stt = await timed("stt", lambda: WhisperStt(settings.stt)) if capabilities.stt else None
     llm = await timed("llm", lambda: make_llm(settings.llm)) if capabilities.llm else None
     tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None
@@ -49,9 +48,8 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         stt=stt,
         llm=llm,
         tts=tts,
-        make_vad=lambda: SileroVad(vad_session),
+        make_vad=make_vad,
         system_prompt=prompt,
-        vad_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad"),
         answerer=answerer,
         eot=eot,
         speculate=switch_on(settings.vad.speculate, stt_fast),

@@ -55,6 +55,12 @@ class VadSettings:
     echo_gate: bool = True  # input that correlates with the reply just played is echo, not speech
     echo_threshold: float = 0.5  # normalized correlation at or above which a window is echo
     prefix_padding_ms: int = 300  # audio kept before the detected start of speech
+    # Silero for all sessions in shared batched calls (engines/vad_batch.py); false: one call per
+    # session on the shared VAD thread. batch_wait_ms: the longest a window waits for the other
+    # sessions' (32: one call per 32 ms tick for all of them, ~15 ms later at p50); 0: batch what
+    # queued while the VAD thread was busy, no wait (docs/scaling.md, "The VAD of many sessions").
+    batch: bool = True
+    batch_wait_ms: int = 0
     # Both need the final transcript within the endpoint window. "auto": on when the STT runs on
     # CUDA or its start-up pass over 2 s took at most half the endpoint window (engines/loader.py);
     # "on"/"off" (or true/false) force it. The end-of-turn probability is off by default: on the

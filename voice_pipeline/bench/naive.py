@@ -36,13 +36,17 @@ class NaiveSystem:
         self.settings = settings or Settings.load(environ={**os.environ, **options.extra_env})
         self.pid = os.getpid()
         self._engines = None
+        self._vad_model = None  # the offline endpoint loop's own Silero session (sessions stream theirs)
         self._first_turn_pending = True
 
     async def start(self) -> dict:
         from voice_pipeline.app.compose import load_engines
 
         started_t = time.monotonic()
+        from voice_pipeline.engines.vad import load_silero_session
+
         self._engines, timings = await load_engines(self.settings)
+        self._vad_model = await asyncio.to_thread(load_silero_session)
         return {"process_to_ready_ms": round(1000 * (time.monotonic() - started_t), 1), "server": timings,
                 "note": "models loaded into the already-running benchmark process"}
 
@@ -111,7 +115,9 @@ class NaiveSystem:
 
     def _endpoint(self, audio_16k: np.ndarray) -> tuple[float, float, float | None]:
         """(speech start, speech end, endpoint) in stream ms from a plain VAD loop, or None endpoint."""
-        vad = self._engines.make_vad()
+        from voice_pipeline.engines.vad import SileroVad
+
+        vad = SileroVad(self._vad_model)
         cfg = self.settings.vad
         run_ms, start_ms, end_ms, speaking = 0.0, 0.0, 0.0, False
         position_ms = 0.0

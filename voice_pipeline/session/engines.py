@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,9 +16,13 @@ from voice_pipeline.session.load import StageLoad
 
 
 class VoiceActivity(Protocol):
-    """A stream's VAD: 16 kHz audio of any length in, one speech probability per 32 ms window out."""
+    """A session's VAD stream: 16 kHz audio of any length in, one speech probability per 32 ms window
+    out, calls awaited in turn (engines/vad_batch.py, or engines/vad.py's ThreadedVad)."""
 
-    def process(self, audio_16k: np.ndarray) -> list[float]: ...
+    async def process(self, audio_16k: np.ndarray) -> list[float]: ...
+
+    def close(self) -> None:
+        """The session ended: release the stream (idempotent)."""
 
 
 @dataclass
@@ -27,9 +30,8 @@ class Engines:
     stt: SpeechToText | None  # None: switched off (capabilities.stt)
     llm: LanguageModel | None  # None: switched off (capabilities.llm)
     tts: TextToSpeech | None
-    make_vad: Callable[[], VoiceActivity]  # one per session: it keeps the stream's state
+    make_vad: Callable[[], VoiceActivity]  # one per session, closed when the session ends
     system_prompt: str
-    vad_executor: Executor | None = None
     answerer: Answerer | None = None  # None: every turn goes to `llm`, no routing
     eot: EndOfTurnModel | None = None  # None: silence alone ends turns (session/end_of_turn.py)
     speculate: bool = True  # prepare replies during the endpoint wait (settings.vad.speculate, resolved)

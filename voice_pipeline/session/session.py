@@ -99,6 +99,7 @@ class Session:
                 group.create_task(self._input_loop())
         finally:
             self.metrics.sessions.dec()
+            self._vad.close()
             self.timers.close()
             self.replies.cancel_all()
             for task in self._tasks:
@@ -231,7 +232,6 @@ class Session:
     # -- input --------------------------------------------------------------------------------
 
     async def _input_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             idle_s = None if self._turn is None else self._turns.endpoint_silence_ms / 1000.0
             frame = await self._audio_in.get(idle_s)
@@ -244,7 +244,7 @@ class Session:
             self._history_audio.append(self._resampler.process(frame.samples, final=frame.final))
             self._last_frame = (frame.t, self._history_audio.end_ms + self._resampler.held_ms)
             vad_samples = self._vad_resampler.process(frame.samples, final=frame.final)
-            probabilities = await loop.run_in_executor(self.engines.vad_executor, self._vad.process, vad_samples)
+            probabilities = await self._vad.process(vad_samples)
             if self._echo is not None:
                 self._echo.heard(vad_samples)
             for probability in probabilities:
