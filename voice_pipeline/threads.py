@@ -119,6 +119,7 @@ class ThreadOwnedPool(Generic[R]):
         self._lock = threading.Lock()
         self._free: deque[R] = deque(self.resources)
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[R]]] = deque()
+        self._urgent_waiting = 0  # the first waiters are urgent ones, in their own arrival order
 
     @property
     def free_count(self) -> int:
@@ -143,8 +144,10 @@ class ThreadOwnedPool(Generic[R]):
         # Cancelling this await leaves the thread running; it still releases the resource itself.
         return await future
 
-    async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16) -> AsyncGenerator[T, None]:
-        resource = await self._acquire()
+    async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16,
+                     urgent: bool = False) -> AsyncGenerator[T, None]:
+        """`urgent`: wait ahead of every non-urgent waiter (someone is waiting to hear this one)."""
+        resource = await self._acquire(urgent)
         # No await between acquiring and starting the thread: from here the thread owns `resource`.
         items = iterate_in_thread(lambda: fn(resource), self._executor, max_buffered, self._releaser(resource))
         try:
@@ -157,20 +160,27 @@ class ThreadOwnedPool(Generic[R]):
         """No new calls; `wait` for the running ones to return."""
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
-    async def _acquire(self) -> R:
+    async def _acquire(self, urgent: bool = False) -> R:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._free and not self._waiters:
                 return self._free.popleft()
             waiter: asyncio.Future[R] = loop.create_future()
-            self._waiters.append((loop, waiter))
+            if urgent:
+                self._waiters.insert(self._urgent_waiting, (loop, waiter))
+                self._urgent_waiting += 1
+            else:
+                self._waiters.append((loop, waiter))
         try:
             resource: R = await waiter
             return resource
         except asyncio.CancelledError:
             with self._lock:
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove((loop, waiter))
+                    index = self._waiters.index((loop, waiter))
+                    del self._waiters[index]
+                    if index < self._urgent_waiting:
+                        self._urgent_waiting -= 1
             if waiter.done() and not waiter.cancelled():  # handed a resource just as it was cancelled
                 self._put_back(waiter.result())
             raise
@@ -187,10 +197,12 @@ class ThreadOwnedPool(Generic[R]):
         return release
 
     def _put_back(self, resource: R) -> None:
-        """From any thread: hand `resource` to the longest waiter (on its own loop), or free it."""
+        """From any thread: hand `resource` to the first waiter (urgent ones first, each kind in
+        arrival order; on its own loop), or free it."""
         with self._lock:
             while self._waiters:
                 loop, waiter = self._waiters.popleft()
+                self._urgent_waiting = max(0, self._urgent_waiting - 1)
                 try:
                     loop.call_soon_threadsafe(self._hand_over, waiter, resource)
                     return

@@ -56,8 +56,10 @@ class TextToSpeech(Protocol):
     name: str
     sample_rate_hz: int
 
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
-        """Yield mono float32 audio at `sample_rate_hz` for one speakable piece of text."""
+    def synthesize(self, text: str, *, first: bool = False) -> AsyncIterator[np.ndarray]:
+        """Yield mono float32 audio at `sample_rate_hz` for one speakable piece of text. `first`: a
+        reply's first piece, which someone is waiting to hear; later pieces have the audio before
+        them to play first, so an engine shared by sessions may serve a first piece ahead of them."""
         ...
 
     async def warm_up(self) -> None: ...

@@ -1,8 +1,10 @@
-"""Piper TTS: one speakable piece of text in, its audio out, synthesized in a worker thread.
+"""Piper TTS: one speakable piece of text in, its audio out, synthesized in worker threads.
 
-Piper phonemizes with espeak-ng, whose state is global to the process, so one synthesis runs at a
-time: the voice is lent to one worker thread (a `ThreadOwnedPool` of one) and is free again only
-when that thread's synthesis has returned, however its consumer was cancelled."""
+Piper phonemizes with espeak-ng, whose state is global to the process; piper-tts (1.8) guards
+every espeak call with its own process-wide lock, and the voice's onnxruntime session may run
+from several threads at once. So `tts.workers` syntheses run at the same time (sessions do not
+queue behind each other's long replies), each in a worker thread that holds one of the pool's
+slots until its synthesis has returned, however its consumer was cancelled."""
 
 from __future__ import annotations
 
@@ -23,21 +25,29 @@ def onnx_cuda_available() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+def espeak_is_locked() -> bool:
+    """Whether this piper-tts serializes its espeak-ng calls itself (then syntheses may overlap)."""
+    from piper import voice
+
+    return hasattr(voice, "_ESPEAK_PHONEMIZER_LOCK")
+
+
 class PiperTts:
     def __init__(self, settings: TtsSettings) -> None:
         from piper import PiperVoice, SynthesisConfig
 
         model, config = piper_voice(settings.voice)
         voice = PiperVoice.load(model, config_path=config, use_cuda=onnx_cuda_available())
-        self._voice = ThreadOwnedPool([voice], thread_name_prefix="tts")
+        workers = max(1, settings.workers) if espeak_is_locked() else 1
+        self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
         self.name = f"piper:{settings.voice}"
         stat = os.stat(model)
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
 
-    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
-        chunks = self._voice.stream(lambda voice: voice.synthesize(text, self._config))
+    async def synthesize(self, text: str, *, first: bool = False) -> AsyncIterator[np.ndarray]:
+        chunks = self._voice.stream(lambda voice: voice.synthesize(text, self._config), urgent=first)
         try:
             async for chunk in chunks:
                 yield chunk.audio_float_array

@@ -174,8 +174,9 @@ class Reply:
         resampler = StreamingResampler(self.tts.sample_rate_hz, self.output_rate_hz)
         while (text := await pieces.get()) is not None:
             spoken = SpokenPiece(clean_for_speech(text))
+            first = not self.record.pieces  # the piece the user is waiting for: ahead of others' later pieces
             self.record.pieces.append(spoken)
-            async for audio in self.tts.synthesize(spoken.text):
+            async for audio in self.tts.synthesize(spoken.text, first=first):
                 self.timeline.mark("tts_first_audio", now())
                 # A piece's length is its TTS audio's: the resampler keeps positions but holds back a
                 # little, which reaches the outbox with the next piece (or the flush below).
