@@ -103,6 +103,10 @@ class SttSettings:
     batch_max: int = 8  # passes per call; with CUDA more due than this shed partials, on the CPU any wait does
 
 
+def default_llm_instances() -> int:
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
 @dataclass
 class LlmSettings:
     model_path: str = ""  # empty -> the embedded SmolLM2-135M-Instruct GGUF
@@ -111,12 +115,15 @@ class LlmSettings:
     variant: str = "tuned"
     lora_path: str = ""  # an explicit adapter overrides `variant`
     n_ctx: int = 2048
-    n_threads: int = 0  # 0 -> all cores
+    n_threads: int = 0  # per context (or child server); 0 -> the cores shared out among `instances`, at least 1
     n_gpu_layers: int = -1  # used only when llama.cpp was built with GPU support
     max_tokens: int = 96
     temperature: float = 0.3
     history_turns: int = 8
-    instances: int = 2  # llama.cpp contexts (or child servers): sessions generating at the same time
+    # llama.cpp contexts (or child servers): replies generating at the same time. Default: two per
+    # core, 2 to 8, each on cores/instances threads (2 cores: 4 x 1 thread; docs/scaling.md, measured
+    # better at 6 sessions than 2 x 2 threads and the same for one).
+    instances: int = field(default_factory=lambda: default_llm_instances())
     # "in_process": llama.cpp contexts in each worker; "child": llama.cpp servers in child processes
     # started by `serve` (a native crash restarts one server, not every session); "url": any
     # OpenAI-compatible endpoint(s) in `url` (vLLM, SGLang, llama-server); "server": ONE llama.cpp
@@ -132,6 +139,10 @@ class LlmSettings:
     served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt
 
+    def threads_per_instance(self) -> int:
+        """`n_threads`, or the cores shared out among the `instances` (at least one thread each)."""
+        return self.n_threads or max(1, (os.cpu_count() or 1) // max(1, self.instances))
+
 
 @dataclass
 class TtsSettings:
@@ -143,6 +154,10 @@ class TtsSettings:
     stream_text: bool = True  # false: wait for the whole LLM reply before synthesizing (a benchmark baseline)
     pacing_lead_ms: int = 200
     frame_ms: int = 40
+    # Syntheses at once (one voice; piper locks its espeak calls itself; a reply's first piece goes
+    # ahead of others' later pieces). Default: one per four cores, at least 1 (on 2 cores 1 and 2
+    # measured the same at 6 sessions).
+    workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 4))
 
 
 @dataclass

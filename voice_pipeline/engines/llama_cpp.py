@@ -71,7 +71,7 @@ class LlamaCppLlm:
             model_path=settings.model_path,
             lora_path=settings.lora_path or voice_lora_path(settings.variant),
             n_ctx=settings.n_ctx,
-            n_threads=settings.n_threads,
+            n_threads=settings.threads_per_instance(),
             n_gpu_layers=settings.n_gpu_layers,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,

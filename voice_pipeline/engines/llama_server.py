@@ -72,7 +72,7 @@ def server_config(llm, host: str, port: int) -> dict:
     from voice_pipeline.engines.llama_cpp import voice_lora_path
     from voice_pipeline.engines.registry import smollm2_gguf
 
-    threads = llm.n_threads or (os.cpu_count() or 1)
+    threads = llm.threads_per_instance()  # each slot is its own server process
     model = {"model": llm.model_path or smollm2_gguf(), "model_alias": MODEL_ALIAS, "n_ctx": llm.n_ctx,
              "n_threads": threads, "n_threads_batch": threads, "n_gpu_layers": llm.n_gpu_layers, "verbose": False}
     lora = llm.lora_path or voice_lora_path(llm.variant)
