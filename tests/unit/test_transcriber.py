@@ -138,7 +138,10 @@ async def test_an_adopted_partial_that_a_batching_stt_dropped_unrun_gives_way_to
             return await super().transcribe(audio, final=final)
 
     stt = DroppingStt()
-    transcriber, seen = make(stt)
+    shed = []
+    spawn = asyncio.get_running_loop().create_task
+    seen = []
+    transcriber = TurnTranscriber(stt, audio, 0.0, spawn, 500, seen.append, on_superseded=lambda: shed.append(1))
     transcriber.maybe_partial(1500)
     await settle()
     transcriber.pause_started(speech_end_ms=1000, now_ms=1100)
@@ -150,3 +153,4 @@ async def test_an_adopted_partial_that_a_batching_stt_dropped_unrun_gives_way_to
     stt.gates[-1].set()
     transcript = await task
     assert transcript.text and not transcript.superseded and seen == []
+    assert shed == [1]  # counted as a shed partial (vp_shed_total{work="partial"})

@@ -324,7 +324,7 @@ class Session:
             self._spawn,
             self.settings.stt.partial_interval_ms,
             on_partial if self.config.partials and self.settings.capabilities.stt else None,
-            self._may_start_partial,
+            self._may_start_partial, self.metrics.shed.labels("partial").inc,  # shed or superseded partials
         )
         turn = VoiceTurn(turn_id, start_ms, stt=stt)
         self._text_eot.attach(turn)

@@ -44,8 +44,9 @@ class TurnTranscriber:
         partial_interval_ms: float,
         on_partial: Callable[[str], None] | None,
         may_start_partial: Callable[[], bool] = lambda: True,  # False: the STT is behind, shed this partial
+        on_superseded: Callable[[], None] = lambda: None,  # a batching STT dropped a partial unrun
     ) -> None:
-        self._may_start_partial = may_start_partial
+        self._may_start_partial, self._on_superseded = may_start_partial, on_superseded
         self._stt, self._audio, self._spawn = stt, audio, spawn
         self.start_ms = start_ms
         self._interval_ms = partial_interval_ms
@@ -114,6 +115,8 @@ class TurnTranscriber:
         finally:
             if self._partial is not None and self._partial.end_ms == end_ms:
                 self._partial = None
+        if transcript.superseded:
+            self._on_superseded()  # shed under load, like a partial never started
         if transcript.text and self._on_partial is not None and self._final is None:
             self._on_partial(transcript.text)
         return transcript
