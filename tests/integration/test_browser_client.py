@@ -92,6 +92,15 @@ def test_pure_modules_resample_and_compute_the_panel(page, scripted):
     assert result["backoff"][0] < result["backoff"][1] <= result["backoff"][2] == 12000
 
 
+def send_reply(scripted, seconds: float, turn_id: str = "t1", response_id: str = "r1") -> None:
+    """A reply of `seconds` of tone, sent as the server sends audio (200 ms binary frames)."""
+    scripted.send({"type": "response.created", "turn_id": turn_id, "response_id": response_id})
+    scripted.send({"type": "output_audio_buffer.started", "response_id": response_id, "sample_rate": 16000})
+    audio = tone_pcm16(seconds)
+    for offset in range(0, len(audio), 6400):
+        scripted.send_audio(audio[offset : offset + 6400])
+
+
 def test_capture_frames_and_playback_flushed_at_once_on_clear(page, scripted):
     started(page, scripted)
     start = scripted.events("session.start")[0]["session"]
@@ -99,11 +108,7 @@ def test_capture_frames_and_playback_flushed_at_once_on_clear(page, scripted):
     wait_until(lambda: len(scripted.frames()) >= 10)
     assert set(scripted.frames()) == {FRAME_BYTES}
 
-    scripted.send({"type": "response.created", "turn_id": "t1", "response_id": "r1"})
-    scripted.send({"type": "output_audio_buffer.started", "response_id": "r1", "sample_rate": 16000})
-    audio = tone_pcm16(4.0)
-    for offset in range(0, len(audio), 6400):
-        scripted.send_audio(audio[offset : offset + 6400])
+    send_reply(scripted, seconds=4.0)
     page.wait_for_function("() => window.__vp.counters.playedSamples > 0 && window.__vp.state === 'speaking'")
 
     scripted.send({"type": "output_audio_buffer.cleared", "response_id": "r1"})
@@ -122,11 +127,7 @@ def test_capture_frames_and_playback_flushed_at_once_on_clear(page, scripted):
 
 def test_playback_pauses_at_once_keeps_its_buffer_and_resumes_where_it_stopped(page, scripted):
     started(page, scripted)
-    scripted.send({"type": "response.created", "turn_id": "t1", "response_id": "r1"})
-    scripted.send({"type": "output_audio_buffer.started", "response_id": "r1", "sample_rate": 16000})
-    audio = tone_pcm16(1.5)
-    for offset in range(0, len(audio), 6400):
-        scripted.send_audio(audio[offset : offset + 6400])
+    send_reply(scripted, seconds=1.5)
     page.wait_for_function("() => window.__vp.counters.playedSamples > 0")
 
     scripted.send({"type": "input_audio_buffer.speech_started", "turn_id": "t2", "audio_start_ms": 0})
@@ -146,10 +147,7 @@ def test_playback_pauses_at_once_keeps_its_buffer_and_resumes_where_it_stopped(p
     assert abs(counters["playedSamples"] - 1.5 * rate_hz) < 0.01 * rate_hz  # nothing lost, nothing repeated
 
     # paused, then cleared (real words): what was held is dropped, never played
-    scripted.send({"type": "response.created", "turn_id": "t2", "response_id": "r2"})
-    scripted.send({"type": "output_audio_buffer.started", "response_id": "r2", "sample_rate": 16000})
-    for offset in range(0, len(audio), 6400):
-        scripted.send_audio(audio[offset : offset + 6400])
+    send_reply(scripted, seconds=1.5, turn_id="t2", response_id="r2")
     page.wait_for_function(f"() => window.__vp.counters.playedSamples > {counters['playedSamples']}")
     scripted.send({"type": "output_audio_buffer.paused", "response_id": "r2", "audio_ms": 1500})
     page.wait_for_function("() => window.__vp.counters.pauses === 2")

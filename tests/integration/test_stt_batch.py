@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from voice_pipeline.app.settings import SttSettings
-from voice_pipeline.audio import read_wav, resample
 from voice_pipeline.bench.stats import normalize_text
 from voice_pipeline.engines.whisper import WhisperStt
 from voice_pipeline.errors import ConfigError
+
+from .spoken_audio import spoken
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?",
              "What should I cook for dinner tonight?", "How far away is the moon from the earth?",
@@ -22,11 +23,6 @@ QUESTIONS = ["What is the capital of France?", "How many legs does a spider have
 @pytest.fixture(scope="module")
 def engines():
     return {mode: WhisperStt(SttSettings(batch=mode)) for mode in ("on", "off")}
-
-
-def spoken(piper_say, text: str) -> np.ndarray:
-    audio, rate = read_wav(piper_say(text, lead_s=0.3, tail_s=0.1))
-    return resample(audio, rate, 16_000)
 
 
 async def together(stt: WhisperStt, audios: list[np.ndarray], final: bool = True) -> list[str]:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from voice_pipeline.app.settings import SttSettings
-from voice_pipeline.audio import read_wav, resample
 from voice_pipeline.bench.stats import normalize_text
 from voice_pipeline.engines.whisper import WhisperStt
+
+from .spoken_audio import spoken
 
 QUESTIONS = ["What is the capital of France?", "What should I cook for dinner tonight?"]
 
@@ -19,11 +20,6 @@ QUESTIONS = ["What is the capital of France?", "What should I cook for dinner to
 @pytest.fixture(scope="module")
 def engines():
     return {window: WhisperStt(SttSettings(encoder_window=window)) for window in ("fitted", "full")}
-
-
-def spoken(piper_say, text: str) -> np.ndarray:
-    audio, rate = read_wav(piper_say(text, lead_s=0.3, tail_s=0.1))
-    return resample(audio, rate, 16_000)
 
 
 @pytest.mark.parametrize("question", QUESTIONS)

@@ -218,16 +218,22 @@ async def test_the_per_stream_path_gives_the_same_probabilities(speech_16k, sile
     stream.close()
 
 
-async def test_a_session_on_the_batched_vad_hears_speech_and_closes_its_stream(speech_16k, batched_model):
-    batcher = BatchedVad(batched_model, wait_ms=32)
+async def started_session(batcher: BatchedVad):
+    """A session (fake engines but this VAD) running and started: (session, sink, its task)."""
     engines = fake_engines()
     engines.make_vad = batcher.stream
     sink = RecordingSink()
     session = Session("s1", make_settings(), engines, PipelineMetrics())
     task = asyncio.create_task(session.run(sink))
+    await session.handle(cmd.StartSession({}))
+    await sink.wait_for("session.created")
+    return session, sink, task
+
+
+async def test_a_session_on_the_batched_vad_hears_speech_and_closes_its_stream(speech_16k, batched_model):
+    batcher = BatchedVad(batched_model, wait_ms=32)
+    session, sink, task = await started_session(batcher)
     try:
-        await session.handle(cmd.StartSession({}))
-        await sink.wait_for("session.created")
         assert batcher.open_streams == 1
         for start in range(0, len(speech_16k[0]), 320):
             session.feed_samples(speech_16k[0][start:start + 320])
@@ -245,13 +251,7 @@ async def test_a_session_whose_vad_call_fails_ends_as_it_did_before(speech_16k, 
     session); the batched VAD does the same for the sessions in the failed call, and only them."""
     model = ScriptedModel(batched_model)
     batcher = BatchedVad(model, wait_ms=32)
-    engines = fake_engines()
-    engines.make_vad = batcher.stream
-    sink = RecordingSink()
-    session = Session("s1", make_settings(), engines, PipelineMetrics())
-    task = asyncio.create_task(session.run(sink))
-    await session.handle(cmd.StartSession({}))
-    await sink.wait_for("session.created")
+    session, sink, task = await started_session(batcher)
     model.failing = True
     session.feed_samples(speech_16k[0][:1_024])
     with pytest.raises(ExceptionGroup) as failure:

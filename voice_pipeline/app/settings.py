@@ -123,7 +123,7 @@ class LlmSettings:
     # llama.cpp contexts (or child servers): replies generating at the same time. Default: two per
     # core, 2 to 8, each on cores/instances threads (2 cores: 4 x 1 thread; docs/scaling.md, measured
     # better at 6 sessions than 2 x 2 threads and the same for one).
-    instances: int = field(default_factory=lambda: default_llm_instances())
+    instances: int = field(default_factory=default_llm_instances)
     # "in_process": llama.cpp contexts in each worker; "child": llama.cpp servers in child processes
     # started by `serve` (a native crash restarts one server, not every session); "url": any
     # OpenAI-compatible endpoint(s) in `url` (vLLM, SGLang, llama-server); "server": ONE llama.cpp
