@@ -23,7 +23,8 @@ from voice_pipeline.app.server import PipelineServer
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.app.supervisor import Supervisor, WorkerInfo, worker_count
 from voice_pipeline.engines.base import ChatMessage
-from voice_pipeline.engines.llama_server import ENV_LLM_URLS, SlotsLlm, server_config
+from voice_pipeline.engines import llama_server
+from voice_pipeline.engines.llama_server import ENV_LLM_URLS, ModelServers, SlotsLlm, server_config
 from voice_pipeline.engines.llama_server_cmd import ENV_BIN, cache_path, find_binary, server_argv
 from voice_pipeline.errors import ConfigError, EngineError
 
@@ -236,6 +237,25 @@ def test_child_server_config_keeps_the_voice_lora_and_never_interrupts():
     assert model["lora_path"].endswith(".gguf") and model["n_threads"] == 3 and model["model_alias"] == "local"
     settings.llm.variant = "base"
     assert "lora_path" not in server_config(settings.llm, "127.0.0.1", 9999)["models"][0]
+
+
+def test_child_servers_remove_their_config_files_when_stopped(monkeypatch):
+    """Each start of `serve` wrote a temporary folder of configs that outlived it (hundreds in /tmp)."""
+    class _Running:
+        pid, returncode = 1, None
+        def poll(self): return self.returncode
+        def terminate(self): self.returncode = -15
+        def wait(self, timeout=None): return self.returncode
+    monkeypatch.setattr(llama_server.subprocess, "Popen", lambda *args, **kwargs: _Running())
+    settings = Settings.load(environ={})
+    servers = ModelServers(settings.llm, 2, ports=[1, 2], kind="child")
+    servers._spawn(0)
+    servers._spawn(1)
+    folder = servers._dir
+    assert sorted(p.name for p in folder.iterdir()) == ["slot0.json", "slot1.json"]
+    servers.stop()
+    assert not folder.exists()
+    assert ModelServers(settings.llm, 1, ports=[3], kind="child")._dir is None  # nothing before a spawn
 
 
 async def test_llama_server_mode_sends_as_many_replies_as_it_has_slots_and_warms_each_slot(monkeypatch):

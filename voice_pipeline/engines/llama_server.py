@@ -31,6 +31,7 @@ from contextlib import aclosing
 import logging
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -95,7 +96,7 @@ class ModelServers:
         self.restarts = 0
         self._processes: list[subprocess.Popen | None] = [None] * len(self.ports)
         self._started_t = [0.0] * len(self.ports)
-        self._dir = Path(tempfile.mkdtemp(prefix="vp-llama-server-"))
+        self._dir: Path | None = None  # llama_cpp.server's config files; removed by stop()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -126,6 +127,7 @@ class ModelServers:
                 stdout=subprocess.DEVNULL, preexec_fn=lambda: (die_with_parent(), os.nice(nice)))
             self._started_t[index] = time.monotonic()
             return
+        self._dir = self._dir or Path(tempfile.mkdtemp(prefix="vp-llama-server-"))
         config = self._dir / f"slot{index}.json"
         config.write_text(json.dumps(server_config(self.llm, self.host, self.ports[index])))
         # stdout carries uvicorn's access log and the server's prints: dropped. Errors go to our stderr.
@@ -209,6 +211,8 @@ class ModelServers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class SlotsLlm:
