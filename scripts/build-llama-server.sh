@@ -2,10 +2,12 @@
 # Builds llama.cpp's C++ `llama-server` (parallel slots, continuous batching) from the sdist of the
 # llama-cpp-python version installed in the venv, caches it, and prints its path (docs/scaling.md).
 #
-#   scripts/build-llama-server.sh [--cuda] [--portable] [--sdist FILE] [--check]
+#   scripts/build-llama-server.sh [--cuda [--cuda-arch LIST]] [--portable] [--sdist FILE] [--check]
 #
-# Cache: ${XDG_CACHE_HOME:-~/.cache}/voice_pipeline/llama-server/<version>[-cuda][-portable]/llama-server.
+# Cache: ${XDG_CACHE_HOME:-~/.cache}/voice_pipeline/llama-server/<version>[-cuda[-smLIST]][-portable]/llama-server.
 # A binary already there is printed at once (idempotent). --cuda builds with CUDA (needs nvcc);
+# --cuda-arch builds for those GPU architectures only (e.g. 90 for an H100: a far shorter build,
+# and one a machine without a GPU can do, where CMake cannot detect the architecture itself);
 # --portable targets AVX2 instead of this CPU (a binary to carry to another machine); --sdist uses a
 # tarball already on disk instead of fetching it from the package index (`pip download`, else PyPI's
 # JSON API, sha256 checked; never a model hub); --check prints the path if the binary is cached and exits 1 if not.
@@ -15,10 +17,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON="$(command -v python3)"
-CUDA=0 PORTABLE=0 SDIST="" CHECK=0
+CUDA=0 CUDA_ARCH="" PORTABLE=0 SDIST="" CHECK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cuda) CUDA=1; shift ;;
+    --cuda-arch) CUDA_ARCH="$2"; shift 2 ;;
     --portable) PORTABLE=1; shift ;;
     --sdist) SDIST="$2"; shift 2 ;;
     --check) CHECK=1; shift ;;
@@ -28,6 +31,7 @@ done
 VERSION="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
 VARIANT="$VERSION"
 [ "$CUDA" = 1 ] && VARIANT+="-cuda"
+[ "$CUDA" = 1 ] && [ -n "$CUDA_ARCH" ] && VARIANT+="-sm${CUDA_ARCH//;/-}"
 [ "$PORTABLE" = 1 ] && VARIANT+="-portable"
 DEST="${XDG_CACHE_HOME:-$HOME/.cache}/voice_pipeline/llama-server/$VARIANT"
 if [ -x "$DEST/llama-server" ]; then
@@ -79,12 +83,37 @@ ARGS=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF
       -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
       -DBUILD_SHARED_LIBS=OFF)
 [ "$CUDA" = 1 ] && ARGS+=(-DGGML_CUDA=ON)
+[ "$CUDA" = 1 ] && [ -n "$CUDA_ARCH" ] && ARGS+=("-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
+RUN_ENV=()
+if [ "$CUDA" = 1 ]; then
+  # A toolkit without cuBLAS (nvcc from the package index has none): its headers and libraries come
+  # from NVIDIA's nvidia-cublas wheel on the package index, for linking; at run time the GPU
+  # machine's own libcublas.so.<major> is used.
+  CUDA_MAJOR="$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
+  TOOLKIT="${CUDA_HOME:-/usr/local/cuda}"
+  if [ ! -f "$TOOLKIT/include/cublas_v2.h" ]; then
+    WHEEL="nvidia-cublas"; [ "$CUDA_MAJOR" -le 12 ] && WHEEL="nvidia-cublas-cu$CUDA_MAJOR"
+    echo "build-llama-server: $TOOLKIT has no cuBLAS; fetching $WHEEL for CUDA $CUDA_MAJOR from the package index" >&2
+    "$PYTHON" -m pip download --quiet --no-deps "$WHEEL>=$CUDA_MAJOR,<$((CUDA_MAJOR + 1))" -d "$WORK/cublas" >&2
+    "$PYTHON" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+      "$(echo "$WORK"/cublas/nvidia_cublas*.whl)" "$WORK/cublas"
+    CUBLAS="$(dirname "$(dirname "$(find "$WORK/cublas" -name cublas_v2.h | head -1)")")"
+    for lib in "$CUBLAS"/lib/libcublas*.so.*; do ln -sf "$(basename "$lib")" "${lib%.so.*}.so"; done
+    ARGS+=("-DCMAKE_LIBRARY_PATH=$CUBLAS/lib" "-DCMAKE_CUDA_FLAGS=-I$CUBLAS/include" "-DCMAKE_CXX_FLAGS=-I$CUBLAS/include")
+    RUN_ENV=("LD_LIBRARY_PATH=$CUBLAS/lib:${LD_LIBRARY_PATH:-}")
+  fi
+  # No driver library to link against (a machine without a GPU): build without CUDA's virtual
+  # memory pool, the one feature that links libcuda directly.
+  if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so' && [ ! -e "$TOOLKIT/lib64/stubs/libcuda.so" ]; then
+    ARGS+=(-DGGML_CUDA_NO_VMM=ON)
+  fi
+fi
 [ "$PORTABLE" = 1 ] && ARGS+=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
 echo "build-llama-server: building llama-server $VARIANT (several minutes; -j$(nproc))" >&2
 cmake -S "$SRC" -B "$WORK/build" "${ARGS[@]}" > "$WORK/cmake.log" 2>&1 || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
 cmake --build "$WORK/build" --target llama-server -j "$(nproc)" > "$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }
-"$WORK/build/bin/llama-server" --version > /dev/null 2>&1 || { echo "build-llama-server: the built binary does not run" >&2; exit 1; }
+env "${RUN_ENV[@]}" "$WORK/build/bin/llama-server" --version > /dev/null 2>&1 || { echo "build-llama-server: the built binary does not run" >&2; exit 1; }
 mkdir -p "$DEST"
 cp "$WORK/build/bin/llama-server" "$DEST/llama-server.tmp.$$"
 mv "$DEST/llama-server.tmp.$$" "$DEST/llama-server"  # atomic: a concurrent caller sees all or nothing
