@@ -6,7 +6,7 @@
 #   PYTHONPATH=. OUT=/some/dir scripts/gpu-sweep.sh          (from the repository root)
 #
 # Environment: OUT (output dir, required), PYTHON (default .venv/bin/python, else python3),
-# LEVELS (default 8,24,48,64), STORM_LEVELS (default 16,32,64), STORM_S (default 25),
+# LEVELS (default 8,24,48,64), STORM_LEVELS (default 16,32,64; none: no storm), STORM_S (default 25),
 # ITEMS_PER_SESSION (default 1), BUDGET_S (default 450: steps that would start later are skipped).
 # The server's settings below can be overridden by the caller's VP_* variables.
 # Writes: $OUT/sweep/report.json (+ report.md, charts, server log), $OUT/storm.json, $OUT/serve.log,
@@ -90,7 +90,7 @@ echo "sweep exit $? after $(( SECONDS - START_S )) s" >&2
 
 # 2. The storm: one `serve` of our own, the storm clients against it.
 STORM_RC=skipped
-if [ "$(left)" -gt 60 ]; then
+if [ "$(left)" -gt 60 ] && [ "$STORM_LEVELS" != none ]; then
   PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$PYTHON" -m voice_pipeline.app.cli serve --host 127.0.0.1 --port "$PORT" > "$OUT/serve.log" 2>&1 &
   SERVE_PID=$!
