@@ -7,8 +7,9 @@ call per tick for all sessions (vad.batch = true), N sessions of Piper speech st
 Each session sends 20 ms messages paced at real time (its own phase) and awaits its probabilities,
 as Session._input_loop does. Reported per path: process CPU seconds (every thread) per session per
 minute of audio, also net of the same pacing loop with no VAD ("pacing"); onnxruntime calls per
-second; and each call's wait (message in, probabilities back) at p50 / p95. CPU only: the batched
-model also runs on onnxruntime's CUDA provider, but this script does not ask for it.
+second; and each call's wait (message in, probabilities back) at p50 / p95. `--device cpu cuda`
+runs the batched model on each (CUDA: onnxruntime's CUDA provider, the gpu extra); the per-session
+path is always the CPU.
 """
 
 from __future__ import annotations
@@ -92,19 +93,22 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per session (streamed in real time)")
     parser.add_argument("--wait-ms", type=float, nargs="+", default=[32.0], help="vad.batch_wait_ms values to try")
     parser.add_argument("--json", action="store_true", help="one JSON line per run instead of the table")
+    parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"],
+                        help="where the batched model runs (cuda: onnxruntime's CUDA provider, the gpu extra)")
     args = parser.parse_args()
     audio = speech_16k(args.seconds)
     per_stream = vad_streams(batch=False, wait_ms=0)
-    batchers = {wait_ms: BatchedVad(wait_ms=wait_ms) for wait_ms in args.wait_ms}
+    batchers = {(device, wait_ms): BatchedVad(wait_ms=wait_ms, device=device)
+                for device in args.device for wait_ms in args.wait_ms}
     rows = []
     for sessions in args.sessions:
         pacing = await measure(NoVad, sessions, audio)
         runs = [("per-session", await measure(per_stream, sessions, audio))]
-        for wait_ms, batcher in batchers.items():
+        for (device, wait_ms), batcher in batchers.items():
             calls_before = batcher.calls
             result = await measure(batcher.stream, sessions, audio)
             result["calls_per_s"] = round((batcher.calls - calls_before) / result["wall_s"], 1)
-            runs.append((f"batched wait {wait_ms:g} ms", result))
+            runs.append((f"batched {device} wait {wait_ms:g} ms", result))
         for path, result in runs:
             net = result["cpu_s_per_session_min"] - pacing["cpu_s_per_session_min"]
             rows.append({"path": path, **result, "pacing_cpu_s_per_session_min": pacing["cpu_s_per_session_min"],
@@ -115,10 +119,10 @@ async def main() -> None:
         for row in rows:
             print(json.dumps(row))
         return
-    print(f"{'N':>3} {'path':<22} {'CPU s/session/min':>17} {'net of pacing':>13} {'cores':>6} "
+    print(f"{'N':>3} {'path':<27} {'CPU s/session/min':>17} {'net of pacing':>13} {'cores':>6} "
           f"{'calls/s':>8} {'wait p50':>8} {'wait p95':>8}")
     for row in rows:
-        print(f"{row['sessions']:>3} {row['path']:<22} {row['cpu_s_per_session_min']:>17.3f} "
+        print(f"{row['sessions']:>3} {row['path']:<27} {row['cpu_s_per_session_min']:>17.3f} "
               f"{row['net_cpu_s_per_session_min']:>13.3f} {row['core_share']:>6.3f} {row.get('calls_per_s', ''):>8} "
               f"{row['wait_ms_p50']:>8.2f} {row['wait_ms_p95']:>8.2f}")
 

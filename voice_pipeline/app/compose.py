@@ -35,7 +35,8 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
 
     capabilities = settings.capabilities
     prompt = system_prompt(settings.llm.system_prompt_file)
-    make_vad = await timed("vad", lambda: vad_streams(settings.vad.batch, settings.vad.batch_wait_ms))
+    vad = settings.vad
+    make_vad = await timed("vad", lambda: vad_streams(vad.batch, vad.batch_wait_ms, vad.device))
     stt = await timed("stt", lambda: WhisperStt(settings.stt)) if capabilities.stt else None
     llm = await timed("llm", lambda: make_llm(settings.llm)) if capabilities.llm else None
     tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None

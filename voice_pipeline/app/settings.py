@@ -61,6 +61,9 @@ class VadSettings:
     # queued while the VAD thread was busy, no wait (docs/scaling.md, "The VAD of many sessions").
     batch: bool = True
     batch_wait_ms: int = 0
+    # Where the batched Silero and Smart Turn run (engines/onnx_device.py): auto = onnxruntime's
+    # CUDA provider when the installed onnxruntime has it (the gpu extra), else the CPU.
+    device: str = "auto"  # auto | cpu | cuda
     # Both need the final transcript within the endpoint window. "auto": on when the STT runs on
     # CUDA or its start-up pass over 2 s took at most half the endpoint window (engines/loader.py);
     # "on"/"off" (or true/false) force it. The end-of-turn probability is off by default: on the
@@ -147,6 +150,7 @@ class LlmSettings:
 @dataclass
 class TtsSettings:
     voice: str = "en_US-joe-medium"
+    device: str = "auto"  # auto | cpu | cuda: Piper on onnxruntime's CUDA provider when it has one
     length_scale: float = 1.0
     output_sample_rate: int = 22_050
     first_piece_min_words: int = 3

@@ -64,7 +64,7 @@ def load_end_of_turn(settings: Settings, stt_fast: bool, n_threads: int = 2):
     audio = text = None
     if "audio" in signal:
         try:
-            audio = SmartTurnScorer.load(n_threads=n_threads)
+            audio = SmartTurnScorer.load(n_threads=n_threads, device=settings.vad.device)
             audio.warm_up()
         except (FileNotFoundError, OSError, ImportError) as exc:  # e.g. the pipecat-ai wheel is missing
             log.error("audio end-of-turn model unavailable (%s); falling back", exc)

@@ -14,15 +14,10 @@ from typing import AsyncIterator
 import numpy as np
 
 from voice_pipeline.app.settings import TtsSettings
+from voice_pipeline.engines.onnx_device import CUDA, onnx_providers
 from voice_pipeline.engines.registry import piper_voice
 from voice_pipeline.errors import EngineError
 from voice_pipeline.threads import ThreadOwnedPool
-
-
-def onnx_cuda_available() -> bool:
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def espeak_is_locked() -> bool:
@@ -37,7 +32,7 @@ class PiperTts:
         from piper import PiperVoice, SynthesisConfig
 
         model, config = piper_voice(settings.voice)
-        voice = PiperVoice.load(model, config_path=config, use_cuda=onnx_cuda_available())
+        voice = PiperVoice.load(model, config_path=config, use_cuda=CUDA in onnx_providers(settings.device))
         workers = max(1, settings.workers) if espeak_is_locked() else 1
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._config = SynthesisConfig(length_scale=settings.length_scale)

@@ -73,8 +73,10 @@ class SmartTurnModel:
 
     name = MODEL_NAME
 
-    def __init__(self, model_path: str = "", n_threads: int = 1) -> None:
+    def __init__(self, model_path: str = "", n_threads: int = 1, device: str = "cpu") -> None:
         import onnxruntime as ort
+
+        from voice_pipeline.engines.onnx_device import onnx_providers
 
         options = ort.SessionOptions()
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -83,7 +85,7 @@ class SmartTurnModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.n_threads = max(1, n_threads)
         self._session = ort.InferenceSession(model_path or smart_turn_onnx(), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+                                             providers=onnx_providers(device))
         self._input = self._session.get_inputs()[0].name
 
     def probability(self, audio_16k: np.ndarray) -> float:
@@ -107,8 +109,8 @@ class SmartTurnScorer:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smart-turn")
 
     @classmethod
-    def load(cls, model_path: str = "", n_threads: int = 2) -> SmartTurnScorer:
-        return cls(SmartTurnModel(model_path, n_threads=n_threads))
+    def load(cls, model_path: str = "", n_threads: int = 2, device: str = "cpu") -> SmartTurnScorer:
+        return cls(SmartTurnModel(model_path, n_threads=n_threads, device=device))
 
     async def complete_probability(self, audio_16k: np.ndarray) -> float:
         import asyncio

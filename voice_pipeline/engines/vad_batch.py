@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from voice_pipeline.engines.onnx_device import onnx_providers
 from voice_pipeline.engines.vad import (
     CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, ThreadedVad, load_silero_session, silero_model_path,
 )
@@ -84,8 +85,8 @@ class _Request:
 class BatchedVad:
     """The process-wide VAD: one ONNX session, one thread, one call per tick for all streams."""
 
-    def __init__(self, session: Any = None, *, wait_ms: float = 0.0) -> None:
-        self._session = session if session is not None else load_batched_session()
+    def __init__(self, session: Any = None, *, wait_ms: float = 0.0, device: str = "cpu") -> None:
+        self._session = session if session is not None else load_batched_session(onnx_providers(device))
         self._wait_s = max(0.0, wait_ms / 1000.0)
         self._lock = threading.Condition()
         self._queued: list[_Request] = []
@@ -263,10 +264,10 @@ class BatchedVadStream:
             self._batcher._leave(self._state)
 
 
-def vad_streams(batch: bool, wait_ms: float) -> Callable[[], BatchedVadStream | ThreadedVad]:
-    """Each session's VAD stream as `vad.batch` says: a handle on one BatchedVad for the process,
-    or (false) a SileroVad of its own, called on one shared VAD thread."""
+def vad_streams(batch: bool, wait_ms: float, device: str = "cpu") -> Callable[[], BatchedVadStream | ThreadedVad]:
+    """Each session's VAD stream as `vad.batch` says: a handle on one BatchedVad for the process
+    (on `device`), or (false) a SileroVad of its own, called on one shared VAD thread (CPU)."""
     if batch:
-        return BatchedVad(wait_ms=wait_ms).stream
+        return BatchedVad(wait_ms=wait_ms, device=device).stream
     session, executor = load_silero_session(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
     return lambda: ThreadedVad(SileroVad(session), executor)
