@@ -9,7 +9,8 @@
 # with nvcc and carried over (EXTRA= in bundle.sh). Environment: OUT (required), LEVELS (default
 # 1,16,32,64), STORM_LEVELS (default 64), SILENCE_LEVELS (default 32,64; empty: skipped), ITEMS_PER_SESSION (default 2),
 # SLOTS (llama-server's parallel slots, default 64). Writes $OUT/results.tgz (both sweeps'
-# reports and logs, nvidia-smi samples), $OUT/default.md, $OUT/silence.md and $OUT/env.txt.
+# reports and logs, nvidia-smi samples), $OUT/default.md, $OUT/silence.md, $OUT/vad_cpu.txt and
+# $OUT/env.txt. Piper, Smart Turn and the batched VAD take CUDA when onnxruntime-gpu is there.
 set -uo pipefail
 : "${OUT:?set OUT to the output directory}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,8 +23,18 @@ export ITEMS_PER_SESSION="${ITEMS_PER_SESSION:-2}"
 export VP_LLM_SERVING=server VP_LLM_N_GPU_LAYERS="${VP_LLM_N_GPU_LAYERS:-999}"
 export VP_LLM_SERVER_SLOTS="${SLOTS:-64}" VP_LLM_N_THREADS="${VP_LLM_N_THREADS:-4}"
 
-{ date -u; nproc; nvidia-smi -L; "$LLAMA_SERVER_BIN" --version 2>&1 | tail -3; env | grep '^VP_' | sort; } \
-  > "$OUT/env.txt" 2>&1
+# onnxruntime-gpu (the gpu extra, carried) finds cuDNN, cuBLAS and cuFFT in the image's nvidia-* packages
+SITE="$(python3 -c 'import site; print(site.getsitepackages()[0])')"
+NV_LIBS="$(find "$SITE/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')"
+export LD_LIBRARY_PATH="$NV_LIBS${LD_LIBRARY_PATH:-}"
+{ date -u; nproc; nvidia-smi -L; "$LLAMA_SERVER_BIN" --version 2>&1 | tail -3; env | grep '^VP_' | sort
+  python3 -c 'import onnxruntime as o; from voice_pipeline.engines.smart_turn import smart_turn_onnx as m
+print("onnxruntime", o.__version__, o.get_available_providers())
+print("smart turn session:", o.InferenceSession(m(), providers=["CUDAExecutionProvider"]).get_providers())'
+} > "$OUT/env.txt" 2>&1
+# The VAD's CPU per session, its batched model on the CPU and on CUDA (64 sessions, real time)
+timeout 90 python3 scripts/vad_cpu.py --sessions 64 --seconds "${VAD_SECONDS:-8}" --wait-ms 0 --device cpu cuda \
+  > "$OUT/vad_cpu.txt" 2>&1
 # GPU memory and utilisation every 2 s, the whole run (the bench samples utilisation per level too)
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 \
   > "$WORK/nvidia-smi.csv" 2>&1 &
