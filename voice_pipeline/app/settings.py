@@ -23,6 +23,9 @@ class ServerSettings:
     # /ready "full") while the recent turns' p90 from the end of a turn to the first reply audio is
     # above this; 0 -> half of budgets.first_audio_ms (1250 ms by default); negative: count only.
     admit_p90_ms: int = 0
+    # ... and while the worker's event loop runs later than this at p90 over 10 s (app/loop_lag.py);
+    # 0 or negative: not looked at.
+    admit_loop_lag_ms: int = 250
     max_text_frame_bytes: int = 64 * 1024
     start_timeout_s: float = 10.0  # a /v1/realtime socket without session.start by then is closed
     audio_in_queue_frames: int = 200  # ~4 s of 20 ms frames; oldest dropped beyond
@@ -61,9 +64,11 @@ class VadSettings:
     # queued while the VAD thread was busy, no wait (docs/scaling.md, "The VAD of many sessions").
     batch: bool = True
     batch_wait_ms: int = 0
-    # Where the batched Silero and Smart Turn run (engines/onnx_device.py): auto = onnxruntime's
-    # CUDA provider when the installed onnxruntime has it (the gpu extra), else the CPU.
-    device: str = "auto"  # auto | cpu | cuda
+    # Where the batched Silero and Smart Turn run (engines/onnx_device.py): cpu | cuda | auto (CUDA
+    # when the installed onnxruntime has it). The CPU by default: on the H100 machine the batched
+    # Silero on CUDA took 117 ms per call at p50 for 64 sessions against 0.75 ms on the CPU, and 7x
+    # the CPU time (docs/scaling.md, "The VAD of many sessions").
+    device: str = "cpu"
     # Both need the final transcript within the endpoint window. "auto": on when the STT runs on
     # CUDA or its start-up pass over 2 s took at most half the endpoint window (engines/loader.py);
     # "on"/"off" (or true/false) force it. The end-of-turn probability is off by default: on the
