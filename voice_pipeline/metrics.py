@@ -182,6 +182,10 @@ class PipelineMetrics:
             "vp_admission_p90_seconds", "Recent turns' p90 from the end of a turn to the first reply audio, as "
             "admission sees it (NaN: too few recent turns)", registry=self.registry,
         )
+        self.event_loop_lag_seconds = Gauge(
+            "vp_event_loop_lag_seconds", "How late this worker's event loop ran a 50 ms timer, p90 over the last "
+            "10 s (app/loop_lag.py; NaN: not sampled yet)", registry=self.registry,
+        )
         self.turn_listeners: list[Callable[[dict[str, Any]], None]] = []  # each finished turn's summary
 
     def observe_end_of_turn(self, verdict: dict[str, Any]) -> None:

@@ -9,12 +9,14 @@ import asyncio
 import math
 import re
 import socket
+import time
 
 import aiohttp
 from aiohttp import web
 
 from voice_pipeline.app.capacity import Capacity, lower_p90, target_p90_ms, turn_latency_ms
 from voice_pipeline.app.host import SessionHost
+from voice_pipeline.app.loop_lag import LoopLag
 from voice_pipeline.app.server import PipelineServer
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.metrics import PipelineMetrics
@@ -229,5 +231,80 @@ async def test_through_a_server_slow_turns_close_the_door_and_the_last_session_l
             async with http.ws_connect(f"ws://{base}/v1/realtime") as ws:
                 await ws.send_json({"type": "session.start"})
                 assert (await ws.receive_json())["type"] == "session.created"
+    finally:
+        await runner.cleanup()
+
+
+def _lagging(clock: FakeClock, lag_ms: float, samples: int = 40) -> LoopLag:
+    loop_lag = LoopLag(interval_s=0.05, window_s=10.0, min_samples=20, clock=clock)
+    for _ in range(samples):
+        clock.t += 0.05
+        loop_lag.add(lag_ms)
+    return loop_lag
+
+
+def test_a_lagging_event_loop_shuts_the_door_before_any_turn_has_finished():
+    clock = FakeClock()
+    loop_lag = _lagging(clock, 400.0)
+    capacity = Capacity(TARGET_MS, clock=clock, loop_lag=loop_lag, max_loop_lag_ms=250.0)
+    assert capacity.p90_ms() is None  # no turn measured yet
+    assert not capacity.admits()
+    assert "event loop runs 400 ms late" in capacity.reason()
+    for lag_ms, door_open in ((220.0, False), (1.0, True)):  # 220: under the limit, above 80 % of it
+        for _ in range(200):  # 10 s of samples: the window holds only these
+            clock.t += 0.05
+            loop_lag.add(lag_ms)
+        assert capacity.admits() is door_open
+
+
+def test_the_loop_lag_is_looked_at_only_with_a_positive_limit_and_enough_samples():
+    clock = FakeClock()
+    assert Capacity(TARGET_MS, clock=clock, loop_lag=_lagging(clock, 900.0), max_loop_lag_ms=0).admits()
+    assert Capacity(TARGET_MS, clock=clock, loop_lag=_lagging(clock, 900.0, samples=5), max_loop_lag_ms=250).admits()
+    settings = Settings.load(environ={"VP_SERVER_ADMIT_LOOP_LAG_MS": "120"})
+    assert Capacity.from_settings(settings, LoopLag()).max_loop_lag_ms == 120
+
+
+async def test_the_loop_lag_measures_how_late_a_blocked_loop_wakes():
+    loop_lag = LoopLag(interval_s=0.01, window_s=10.0, min_samples=3)
+    sampler = asyncio.create_task(loop_lag.run())
+    await asyncio.sleep(0.05)
+    for _ in range(6):
+        time.sleep(0.08)  # the loop is blocked: the sampler's timer fires ~80 ms late
+        await asyncio.sleep(0.015)
+    sampler.cancel()
+    await asyncio.gather(sampler, return_exceptions=True)
+    assert loop_lag.p90_ms() is not None and loop_lag.p90_ms() >= 40.0
+
+
+async def test_through_a_server_a_saturated_event_loop_makes_ready_say_full():
+    settings = make_settings()
+    settings.server.admit_loop_lag_ms = 30
+    server = PipelineServer(settings, fake_engines())
+    runner = web.AppRunner(server.app())
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"127.0.0.1:{port}"
+
+    async def hog(until: float) -> None:  # work that holds the loop 80 ms at a time
+        while time.monotonic() < until:
+            time.sleep(0.08)
+            await asyncio.sleep(0.005)
+
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://{base}/v1/realtime") as ws:
+            await ws.send_json({"type": "session.start"})
+            assert (await ws.receive_json())["type"] == "session.created"
+            async with http.get(f"http://{base}/ready") as ready:
+                assert ready.status == 200
+            await hog(time.monotonic() + 0.2 + server.host.loop_lag.min_samples * 0.09)
+            async with http.get(f"http://{base}/ready") as ready:
+                body = await ready.json()
+                assert ready.status == 503 and body["reason"] == "server_busy"
+                assert "event loop runs" in body["message"]
+            async with http.get(f"http://{base}/metrics") as response:
+                lag_s = float(re.search(r"^vp_event_loop_lag_seconds (\S+)$", await response.text(), re.M).group(1))
+                assert lag_s >= 0.03
     finally:
         await runner.cleanup()

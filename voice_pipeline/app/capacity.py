@@ -10,6 +10,10 @@ idle worker does not stay shut, and the p90 is the lower nearest rank, so one sl
 never closes it. The session host clears the window when its last session leaves (what was
 measured described a load that is gone) and keeps `server.max_sessions` as the hard ceiling;
 sessions already admitted are never dropped.
+
+The worker's event-loop lag (app/loop_lag.py) closes the door too, with the same hysteresis, when
+its recent p90 passes `max_loop_lag_ms`: a saturated loop delays every session's audio before any
+turn has finished to show it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from voice_pipeline.app.loop_lag import LoopLag
 from voice_pipeline.app.settings import Settings
 
 TARGET_SHARE_OF_FIRST_AUDIO_BUDGET = 0.5  # admit_p90_ms = 0: half of budgets.first_audio_ms
@@ -52,16 +57,18 @@ def lower_p90(values: list[float]) -> float:
 
 class Capacity:
     def __init__(self, target_p90_ms: float, *, reopen_fraction: float = 0.8, window_turns: int = 20,
-                 window_s: float = 30.0, min_turns: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+                 window_s: float = 30.0, min_turns: int = 5, clock: Callable[[], float] = time.monotonic,
+                 loop_lag: LoopLag | None = None, max_loop_lag_ms: float = 0.0) -> None:
         self.target_p90_ms = target_p90_ms  # 0: off (the door never closes)
         self.reopen_fraction, self.window_s, self.min_turns = reopen_fraction, window_s, max(1, min_turns)
+        self.loop_lag, self.max_loop_lag_ms = loop_lag, max_loop_lag_ms  # 0: the lag is not looked at
         self._clock = clock
         self._turns: deque[tuple[float, float]] = deque(maxlen=max(1, window_turns))  # (t, latency ms)
         self._open = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Capacity:
-        return cls(target_p90_ms(settings))
+    def from_settings(cls, settings: Settings, loop_lag: LoopLag | None = None) -> Capacity:
+        return cls(target_p90_ms(settings), loop_lag=loop_lag, max_loop_lag_ms=max(0, settings.server.admit_loop_lag_ms))
 
     @property
     def enabled(self) -> bool:
@@ -98,21 +105,34 @@ class Capacity:
         self._forget_old()
         return len(self._turns)
 
+    def loop_lag_ms(self) -> float | None:
+        """The event loop's recent lag p90, when admission looks at it and enough is known."""
+        return self.loop_lag.p90_ms() if self.loop_lag is not None and self.max_loop_lag_ms > 0 else None
+
     def reason(self) -> str:
         """Why the door is shut, for a refusal's message (no user content: figures only)."""
+        lag = self.loop_lag_ms()
+        if lag is not None and lag > self.reopen_fraction * self.max_loop_lag_ms:
+            return (f"the server is at its measured capacity: its event loop runs {lag:.0f} ms late at p90, "
+                    f"above its {self.max_loop_lag_ms:.0f} ms limit")
         p90 = self.p90_ms()
         measured = "unknown" if p90 is None else f"{p90:.0f} ms"
         return (f"the server is at its measured capacity: recent replies took {measured} at p90 from the end "
                 f"of a turn to the first audio ({self.turns()} turns), above its {self.target_p90_ms:.0f} ms target")
 
     def _update(self) -> None:
-        if not self.enabled:
-            self._open = True
-            return
-        p90 = self.p90_ms()
-        if self._open and p90 is not None and p90 > self.target_p90_ms:
+        over, under = [], []  # each measure: past its line; back under its reopening line
+        if self.enabled:
+            p90 = self.p90_ms()
+            over.append(p90 is not None and p90 > self.target_p90_ms)
+            under.append(p90 is None or p90 <= self.reopen_fraction * self.target_p90_ms)
+        if self.max_loop_lag_ms > 0 and self.loop_lag is not None:
+            lag = self.loop_lag_ms()
+            over.append(lag is not None and lag > self.max_loop_lag_ms)
+            under.append(lag is None or lag <= self.reopen_fraction * self.max_loop_lag_ms)
+        if self._open and any(over):
             self._open = False
-        elif not self._open and (p90 is None or p90 <= self.reopen_fraction * self.target_p90_ms):
+        elif not self._open and all(under):
             self._open = True
 
     def _forget_old(self) -> None:

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from voice_pipeline.app.capacity import Capacity
+from voice_pipeline.app.loop_lag import LoopLag
 from voice_pipeline.app.settings import Settings
 from voice_pipeline.metrics import PipelineMetrics
 from voice_pipeline.protocol.commands import StartSession
@@ -37,10 +38,12 @@ class SessionHost:
         self.sessions: dict[str, Session] = {}
         self.draining = False  # stopping: no new sessions, replies in progress are finished
         self._numbers = itertools.count(1)
-        self.capacity = Capacity.from_settings(settings)  # the door below the max_sessions ceiling
+        self.loop_lag = LoopLag()  # sampled while the server runs (PipelineServer.app)
+        self.capacity = Capacity.from_settings(settings, self.loop_lag)  # the door below the max_sessions ceiling
         metrics.turn_listeners.append(self.capacity.observe_turn)
         metrics.admission_open.set_function(lambda: float(self.capacity.admits()))
         metrics.admission_p90_seconds.set_function(self._p90_s)
+        metrics.event_loop_lag_seconds.set_function(self._loop_lag_s)
 
     def refusal(self, reserved: int = 0) -> str | None:
         """Why one more session cannot start now (an error code), or None. `reserved`: places
@@ -58,6 +61,10 @@ class SessionHost:
     def _p90_s(self) -> float:
         p90_ms = self.capacity.p90_ms()
         return math.nan if p90_ms is None else p90_ms / 1000.0
+
+    def _loop_lag_s(self) -> float:
+        lag_ms = self.loop_lag.p90_ms()
+        return math.nan if lag_ms is None else lag_ms / 1000.0
 
     def refusal_message(self, code: str, reserved: int = 0) -> str:
         """What a refused client is told: why there is no room (figures only, nothing anyone said)."""

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -67,6 +68,7 @@ class PipelineServer:
         from voice_pipeline.security.gate import Gate
 
         app = web.Application()
+        app.cleanup_ctx.append(self._sample_loop_lag)
         Gate(self.settings.server).install(app)  # Origin, tokens and signatures before any handler (docs/security.md)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
@@ -77,6 +79,13 @@ class PipelineServer:
             app.router.add_get("/", self.index)
             app.router.add_static("/static/", WEB_DIR)
         return app
+
+    async def _sample_loop_lag(self, _app: web.Application) -> AsyncIterator[None]:
+        """The event loop's lag is sampled for as long as the app runs (admission, /metrics)."""
+        sampler = asyncio.create_task(self.host.loop_lag.run(), name="loop-lag")
+        yield
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
 
     async def load(self) -> None:
         from voice_pipeline.app.compose import load_engines
