@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -101,6 +102,13 @@ async def iterate_in_thread(
             await asyncio.shield(worker)
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Make the calling thread `nice` steps less important to the CPU scheduler (Linux: a thread
+    has its own nice value). Lowering needs no privilege; a platform without it is left as is."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 class ThreadOwnedPool(Generic[R]):
     """Resources that one thread at a time may use (llama.cpp contexts), each lent to a worker thread.
 
@@ -111,11 +119,14 @@ class ThreadOwnedPool(Generic[R]):
     and each waiter is woken on its own event loop, so one pool serves any loop (tests make many).
     """
 
-    def __init__(self, resources: Sequence[R], thread_name_prefix: str) -> None:
+    def __init__(self, resources: Sequence[R], thread_name_prefix: str, nice: int = 0) -> None:
+        """`nice` > 0: the worker threads run at that lower CPU priority (work nobody waits on yet)."""
         if not resources:
             raise ValueError("a pool needs at least one resource")
         self.resources = list(resources)
-        self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix)
+        self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix,
+                                            initializer=lower_thread_priority if nice > 0 else None,
+                                            initargs=(nice,) if nice > 0 else ())
         self._lock = threading.Lock()
         self._free: deque[R] = deque(self.resources)
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[R]]] = deque()

@@ -38,3 +38,47 @@ async def test_urgent_waiters_go_first_in_their_own_order_and_the_rest_keep_thei
     assert order == ["first-A", "first-B", "first-C", "later-1", "later-2"]
     assert pool.free_count == 1 and pool._urgent_waiting == 0
     pool.close()
+
+
+def _thread_nice() -> int:
+    """The calling thread's nice value, from /proc (field 19 of its stat)."""
+    stat = open(f"/proc/self/task/{threading.get_native_id()}/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+async def test_a_niced_pool_runs_its_calls_at_the_lower_priority_and_a_plain_one_does_not():
+    niced = ThreadOwnedPool(["voice"], thread_name_prefix="later", nice=10)
+    plain = ThreadOwnedPool(["voice"], thread_name_prefix="first")
+    base = _thread_nice()
+    assert await niced.run(lambda _voice: _thread_nice()) == min(19, base + 10)
+    assert await plain.run(lambda _voice: _thread_nice()) == base
+    assert _thread_nice() == base  # the event loop's thread is untouched
+    niced.close()
+    plain.close()
+
+
+async def test_piper_speaks_a_first_piece_and_later_pieces_in_their_own_lanes():
+    from voice_pipeline.app.settings import TtsSettings
+    from voice_pipeline.engines.piper import PiperTts
+
+    tts = PiperTts(TtsSettings(workers=1, later_nice=10))
+    assert tts._later is not tts._voice and tts._later.resources[0] is tts._voice.resources[0]  # one voice
+    tts._voice = _Recording(tts._voice, "first")
+    tts._later = _Recording(tts._later, "later")
+    for text, first in (("Hello there.", True), ("And more words.", False)):
+        chunks = [chunk async for chunk in tts.synthesize(text, first=first)]
+        assert chunks and len(chunks[0]) > 0
+    assert _Recording.used == ["first", "later"]
+    one_lane = PiperTts(TtsSettings(workers=1, later_nice=0))
+    assert one_lane._later is one_lane._voice
+
+
+class _Recording:
+    used: list[str] = []
+
+    def __init__(self, pool: ThreadOwnedPool, lane: str) -> None:
+        self.pool, self.lane = pool, lane
+
+    def stream(self, fn, urgent: bool = False):
+        _Recording.used.append(self.lane)
+        return self.pool.stream(fn, urgent=urgent)

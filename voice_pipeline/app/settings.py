@@ -167,6 +167,9 @@ class TtsSettings:
     # ahead of others' later pieces). Default: one per four cores, at least 1 (on 2 cores 1 and 2
     # measured the same at 6 sessions).
     workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 4))
+    # Later pieces are synthesized by their own `workers` threads at this lower CPU priority (nice),
+    # so a first piece never waits for them (engines/piper.py); 0: one pool for every piece.
+    later_nice: int = 10
 
 
 @dataclass

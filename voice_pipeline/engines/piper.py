@@ -34,7 +34,13 @@ class PiperTts:
         model, config = piper_voice(settings.voice)
         voice = PiperVoice.load(model, config_path=config, use_cuda=CUDA in onnx_providers(settings.device))
         workers = max(1, settings.workers) if espeak_is_locked() else 1
+        # Two lanes over the one voice: a reply's first piece (someone is waiting to hear it) and
+        # the later pieces (needed only once the audio before them has played), whose threads run
+        # at a lower CPU priority, so they never hold a first piece back, nor take the CPU from one.
+        # Without espeak's own lock the two lanes would share espeak: one lane, as before.
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
+        self._later = (ThreadOwnedPool([voice] * workers, thread_name_prefix="tts-later", nice=settings.later_nice)
+                       if espeak_is_locked() and settings.later_nice > 0 else self._voice)
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
         self.name = f"piper:{settings.voice}"
@@ -42,7 +48,8 @@ class PiperTts:
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
 
     async def synthesize(self, text: str, *, first: bool = False) -> AsyncIterator[np.ndarray]:
-        chunks = self._voice.stream(lambda voice: voice.synthesize(text, self._config), urgent=first)
+        lane = self._voice if first else self._later
+        chunks = lane.stream(lambda voice: voice.synthesize(text, self._config), urgent=first)
         try:
             async for chunk in chunks:
                 yield chunk.audio_float_array
