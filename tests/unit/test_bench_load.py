@@ -111,6 +111,26 @@ def test_the_cpu_of_a_child_process_counts_as_the_servers():
         parent.wait()
 
 
+def test_the_busiest_thread_is_the_one_spinning_not_its_idle_main_thread():
+    spin = ("import threading, time\n"
+            "def burn():\n    end = time.thread_time() + 0.4\n    while time.thread_time() < end: pass\n    time.sleep(30)\n"
+            "threading.Thread(target=burn).start(); time.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        meter = ProcessMeter(child.pid)
+        meter.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(procstat.thread_cpu_s([child.pid]).values()) < 0.4:
+            time.sleep(0.05)
+        top, *_ = meter.stop()["busiest_threads"]
+        assert top["pid"] == child.pid and not top["main_thread"] and top["cores"] > 0
+        assert procstat.busiest_summary({"busiest_threads": [top]}).startswith(f"{top['cores']} cores (")
+        assert procstat.busiest_summary({}) == "n/a"
+    finally:
+        child.kill()
+        child.wait()
+
+
 class _Received:
     def __init__(self, events: list[dict]) -> None:
         self.events = events

@@ -54,6 +54,52 @@ def tree_cpu_s(pid: int) -> dict[int, float]:
     return {member: cpu[member] for member in tree if member in cpu}
 
 
+def thread_cpu_s(pids: Iterable[int]) -> dict[tuple[int, int], float]:
+    """CPU seconds of every thread of these processes, by (pid, tid) (the main thread: tid == pid)."""
+    out = {}
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            out[(pid, int(stat.parent.name))] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return out
+
+
+def process_name(pid: int) -> str:
+    """What a process runs, in a few words: llama-server, a pipeline worker, the supervisor."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return "?"
+    if "--worker" in words:
+        return "pipeline worker"
+    return os.path.basename(words[0]) if not words[0].startswith("python") else " ".join(
+        os.path.basename(w) for w in words[:3])
+
+
+def busiest_threads(start: dict[tuple[int, int], float], end: dict[tuple[int, int], float], wall_s: float,
+                    count: int = 3) -> list[dict]:
+    """The threads that used the most CPU between two `thread_cpu_s` readings, in cores: one near
+    1.0 is a serial lane that has saturated (a worker's event loop is its main thread)."""
+    used = sorted(((cpu - start.get(key, 0.0), key) for key, cpu in end.items()), reverse=True)[:count]
+    return [{"process": process_name(pid), "pid": pid, "main_thread": pid == tid, "cores": round(cpu / wall_s, 2)}
+            for cpu, (pid, tid) in used]
+
+
+def busiest_summary(resources: dict) -> str:
+    """The thread that used the most CPU: "1.0 cores (pipeline worker, main thread)", or "n/a"."""
+    threads = resources.get("busiest_threads") or []
+    if not threads:
+        return "n/a"
+    top = threads[0]
+    return f"{top['cores']} cores ({top['process']}{', main thread' if top['main_thread'] else ''})"
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """Resident memory now (VmRSS) and its peak so far (VmHWM), in KiB."""
     out = {}
@@ -83,14 +129,16 @@ class ProcessMeter:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._start: tuple[float, dict[int, float]] | None = None
+        self._start: tuple[float, dict[int, float], dict[tuple[int, int], float]] | None = None
 
     def start(self) -> None:
-        self._start = (time.monotonic(), tree_cpu_s(self.pid))
+        tree = tree_cpu_s(self.pid)
+        self._start = (time.monotonic(), tree, thread_cpu_s(tree))
 
     def stop(self) -> dict:
         end_t, end = time.monotonic(), tree_cpu_s(self.pid)
-        start_t, start = self._start or (end_t, end)
+        threads_end = thread_cpu_s(end)
+        start_t, start, threads_start = self._start or (end_t, end, threads_end)
         # A process started during the level counts from zero; one that ended is in its parent's cutime.
         cpu_s = sum(max(0.0, used - start.get(member, 0.0)) for member, used in end.items())
         wall_s = max(1e-9, end_t - start_t)
@@ -103,6 +151,7 @@ class ProcessMeter:
             "processes": len(end),
             "rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
+            "busiest_threads": busiest_threads(threads_start, threads_end, wall_s),
         }
 
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from voice_pipeline.bench import corpus as corpus_mod
-from voice_pipeline.bench.procstat import GpuSampler, ProcessMeter, machine_info, versions
+from voice_pipeline.bench.procstat import GpuSampler, ProcessMeter, busiest_summary, machine_info, versions
 from voice_pipeline.bench.stats import summarize
 from voice_pipeline.bench.summary import summarize_run
 from voice_pipeline.bench.systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
@@ -151,7 +151,8 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
     refused = sum(s.status == "refused" for s in level)
     progress(f"bench: {label} N={sessions}: {len(level)} turns, p50 {stats['p50']} ms, p95 {stats['p95']} ms "
              f"voice-to-voice, {refused} refused, CPU {resources.get('cpu_cores_used')} cores, "
-             f"GPU {_percent(resources['gpu_utilisation_percent'])} ({time.monotonic() - t:.0f} s)")
+             f"GPU {_percent(resources['gpu_utilisation_percent'])}, busiest thread {busiest_summary(resources)} "
+             f"({time.monotonic() - t:.0f} s)")
     key = f"{label}@{sessions}"
     phases["resources"][key] = resources
     if label == "pipeline" and sessions > 1:
@@ -161,6 +162,7 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
 
 def _percent(value: float | str) -> str:
     return f"{value} %" if isinstance(value, (int, float)) else str(value)
+
 
 
 def _configuration(config: RunConfig, corpus, items, baseline_ids, corpus_build_s: float) -> dict:
