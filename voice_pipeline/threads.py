@@ -125,8 +125,7 @@ class ThreadOwnedPool(Generic[R]):
             raise ValueError("a pool needs at least one resource")
         self.resources = list(resources)
         self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix,
-                                            initializer=lower_thread_priority if nice > 0 else None,
-                                            initargs=(nice,) if nice > 0 else ())
+                                            initializer=(lambda: lower_thread_priority(nice)) if nice > 0 else None)
         self._lock = threading.Lock()
         self._free: deque[R] = deque(self.resources)
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[R]]] = deque()
