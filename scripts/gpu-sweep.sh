@@ -9,7 +9,8 @@
 # LEVELS (default 8,24,48,64), STORM_LEVELS (default 16,32,64; none: no storm), STORM_S (default 25),
 # ITEMS_PER_SESSION (default 1), BUDGET_S (default 450: steps that would start later are skipped).
 # The server's settings below can be overridden by the caller's VP_* variables.
-# Writes: $OUT/sweep/report.json (+ report.md, charts, server log), $OUT/storm.json, $OUT/serve.log,
+# Writes: $OUT/sweep/report.json (+ report.md, charts, server log; levels.jsonl as each level ends,
+# which the summary falls back to when the sweep's time limit stopped it), $OUT/storm.json, $OUT/serve.log,
 # $OUT/summary.json and $OUT/summary.md.
 set -uo pipefail
 : "${OUT:?set OUT to the output directory}"
@@ -129,6 +130,23 @@ try:
     summary["machine"] = report.get("machine")
 except (OSError, KeyError, ValueError) as exc:
     summary["sweep_error"] = f"{type(exc).__name__}: {exc}"
+    # A sweep stopped by its time limit wrote no report, but each level it finished is in levels.jsonl
+    def pct(values, q):
+        values = sorted(v for v in values if v is not None)
+        return round(values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))], 1) if values else None
+    try:
+        for line in open(os.path.join(out, "sweep", "levels.jsonl")):
+            lv = json.loads(line)
+            samples, status = lv["samples"], {}
+            for s in samples:
+                status[s["status"]] = status.get(s["status"], 0) + 1
+            v2v = [s["voice_to_voice_ms"] for s in samples]
+            stages = {k: pct([s["stages_ms"].get(k) for s in samples], 0.5) for k in samples[0]["stages_ms"]} if samples else {}
+            summary["levels"].append({"sessions": lv["sessions"], "turns": len(samples), "status": status,
+                                      "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95), "stage_p50_ms": stages,
+                                      "resources": lv["resources"], "from": "levels.jsonl"})
+    except (OSError, KeyError, ValueError) as exc2:
+        summary["levels_error"] = f"{type(exc2).__name__}: {exc2}"
 try:
     summary["storm"] = [{k: lv[k] for k in ("sessions", "replies", "completed", "hangups", "errors",
                                              "client_failures", "ready_status_after", "question_after")}

@@ -74,6 +74,16 @@ def test_counts_match_the_configuration(report: dict) -> None:
         assert len([s for s in samples if s["system"] == name]) == len(baselines["item_ids"]) == run["baseline_items"]
 
 
+def test_each_level_is_kept_as_it_ends(report: dict, report_dir: Path) -> None:
+    """levels.jsonl holds every pipeline level with its samples, written before the report."""
+    lines = [json.loads(line) for line in (report_dir / "levels.jsonl").read_text().splitlines()]
+    assert [line["sessions"] for line in lines] == [lv["sessions"] for lv in report["summary"]["concurrency"]["levels"]]
+    for line in lines:
+        assert line["system"] == "pipeline" and "cpu_cores_used" in line["resources"]
+        in_report = [s for s in report["samples"] if s["system"] == "pipeline" and s["concurrency"] == line["sessions"]]
+        assert line["samples"] == in_report
+
+
 def test_figures_are_ordered_and_present(report: dict) -> None:
     pipeline = report["summary"]["pipeline"]
     assert pipeline["status"].get("ok", 0) >= 1

@@ -69,7 +69,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.peers:
         return _peers(args)
     out = Path(args.out)
-    overrides = {"limit_ms": args.limit_ms, "log_dir": str(out / "logs")}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "levels.jsonl").unlink(missing_ok=True)
+    overrides = {"limit_ms": args.limit_ms, "log_dir": str(out / "logs"), "levels_path": str(out / "levels.jsonl")}
     if args.max_concurrency:
         overrides["max_concurrency"] = args.max_concurrency
     if args.items_per_session:

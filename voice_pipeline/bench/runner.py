@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -38,6 +39,9 @@ class RunConfig:
     levels: tuple[int, ...] = ()
     full_replies: bool = False  # wait for each whole reply (played out at real time) instead of cutting it short
     log_dir: str = ""
+    # Each level's samples and resources as one JSON line, written as the level ends: a run stopped
+    # part-way (a time limit on a lent GPU machine) keeps the levels it finished.
+    levels_path: str = ""
     extra_env: dict = field(default_factory=dict)
 
     @classmethod
@@ -73,9 +77,11 @@ async def run_benchmark(config: RunConfig, progress=print) -> dict:
         if config.levels:
             for sessions in config.levels:
                 samples += await _level(pipeline, spoken, sessions, config.items_per_session,
-                                        config.stagger_s if sessions > 1 else 0.0, phases, "pipeline", progress)
+                                        config.stagger_s if sessions > 1 else 0.0, phases, "pipeline", progress,
+                                        config.levels_path)
         else:
-            samples += await _level(pipeline, spoken, 1, len(spoken), 0.0, phases, "pipeline", progress)
+            samples += await _level(pipeline, spoken, 1, len(spoken), 0.0, phases, "pipeline", progress,
+                                    config.levels_path)
             await _sweep(pipeline, spoken, config, phases, samples, progress)
     finally:
         await pipeline.close()
@@ -116,7 +122,7 @@ async def _sweep(pipeline, spoken, config: RunConfig, phases: dict, samples: lis
     sessions = 2
     while sessions <= config.max_concurrency:
         level = await _level(pipeline, spoken, sessions, config.items_per_session, config.stagger_s,
-                             phases, "pipeline", progress)
+                             phases, "pipeline", progress, config.levels_path)
         samples += level
         p95 = phases["concurrency"][-1]["p95_voice_to_voice_ms"]
         if p95 is None or p95 > config.limit_ms:
@@ -126,8 +132,9 @@ async def _sweep(pipeline, spoken, config: RunConfig, phases: dict, samples: lis
 
 
 async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_session: int, stagger_s: float,
-                 phases: dict, label: str, progress) -> list[TurnSample]:
-    """`sessions` conversations at once, each playing `items_per_session` items in turn."""
+                 phases: dict, label: str, progress, levels_path: str = "") -> list[TurnSample]:
+    """`sessions` conversations at once, each playing `items_per_session` items in turn (and, with
+    `levels_path`, appended there as one JSON line when done)."""
     meter = ProcessMeter(system.pid) if system.pid else None
     if meter:
         meter.start()
@@ -155,6 +162,10 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
              f"({time.monotonic() - t:.0f} s)")
     key = f"{label}@{sessions}"
     phases["resources"][key] = resources
+    if levels_path:
+        with open(levels_path, "a") as out:
+            out.write(json.dumps({"system": label, "sessions": sessions, "resources": resources,
+                                  "samples": [s.to_json() for s in level]}) + "\n")
     if label == "pipeline" and sessions > 1:
         phases["concurrency"].append({"sessions": sessions, "p95_voice_to_voice_ms": stats["p95"]})
     return level
