@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # Issue 14's GPU measurement in one call on the lent machine (../shared/gpu/README.md), after
-# `source .gpu/unpack.sh`: the concurrency sweep with the default end of turn (audio+text) and a
-# hang-up storm, then the sweep again with the silence rule, the LLM in a CUDA llama-server.
+# `source .gpu/unpack.sh`: the concurrency sweep with the defaults and a hang-up storm, then the
+# sweep again with SECOND_ENV, the LLM in a CUDA llama-server.
 #
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
 # The binary: scripts/build-llama-server.sh --cuda --cuda-arch 90 --portable, built on any machine
 # with nvcc and carried over (EXTRA= in bundle.sh). Environment: OUT (required), LEVELS (default
-# 1,16,32,64), STORM_LEVELS (default 64), SILENCE_LEVELS (default 32,64; empty: skipped), ITEMS_PER_SESSION (default 2),
-# SLOTS (llama-server's parallel slots, default 64). Writes $OUT/results.tgz (both sweeps'
-# reports and logs, nvidia-smi samples), $OUT/default.md, $OUT/silence.md, $OUT/vad_cpu.txt and
-# $OUT/env.txt. Piper, Smart Turn and the batched VAD take CUDA when onnxruntime-gpu is there.
+# 16,32,64), STORM_LEVELS (default 64), ITEMS_PER_SESSION (default 1), SLOTS (llama-server's
+# parallel slots, default 64), SECOND_ENV (settings of the second sweep, default
+# "VP_SERVER_WORKERS=8": twice the default workers on 16 cores; empty: no second sweep),
+# SECOND_LEVELS (default LEVELS), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
+# Writes $OUT/results.tgz (both sweeps' reports, levels.jsonl and logs, nvidia-smi samples),
+# $OUT/default.md, $OUT/second.md, $OUT/env.txt (and $OUT/vad_cpu.txt). Piper takes CUDA when
+# onnxruntime-gpu is there (tts.device auto); the VAD and Smart Turn stay on the CPU (vad.device).
+# Each sweep has its own time limit; one stopped by it still summarizes the levels it finished.
 set -uo pipefail
 : "${OUT:?set OUT to the output directory}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WORK="$(mktemp -d -t vp-gpu-XXXXXX)"
-LEVELS="${LEVELS:-1,16,32,64}"
-SILENCE_LEVELS="${SILENCE_LEVELS-32,64}"
-export ITEMS_PER_SESSION="${ITEMS_PER_SESSION:-2}"
+LEVELS="${LEVELS:-16,32,64}"
+SECOND_ENV="${SECOND_ENV-VP_SERVER_WORKERS=8}"
+SECOND_LEVELS="${SECOND_LEVELS:-$LEVELS}"
+export ITEMS_PER_SESSION="${ITEMS_PER_SESSION:-1}"
 # The LLM wholly on the GPU, one slot per session, few CPU threads (the GPU does the work).
 export VP_LLM_SERVING=server VP_LLM_N_GPU_LAYERS="${VP_LLM_N_GPU_LAYERS:-999}"
 export VP_LLM_SERVER_SLOTS="${SLOTS:-64}" VP_LLM_N_THREADS="${VP_LLM_N_THREADS:-4}"
@@ -33,18 +38,20 @@ print("onnxruntime", o.__version__, o.get_available_providers())
 print("smart turn session:", o.InferenceSession(m(), providers=["CUDAExecutionProvider"]).get_providers())'
 } > "$OUT/env.txt" 2>&1
 # The VAD's CPU per session, its batched model on the CPU and on CUDA (64 sessions, real time)
-timeout 90 python3 scripts/vad_cpu.py --sessions 64 --seconds "${VAD_SECONDS:-8}" --wait-ms 0 --device cpu cuda \
-  > "$OUT/vad_cpu.txt" 2>&1
+if [ -n "${VAD_SECONDS:-}" ]; then
+  timeout 90 python3 scripts/vad_cpu.py --sessions 64 --seconds "$VAD_SECONDS" --wait-ms 0 --device cpu cuda \
+    > "$OUT/vad_cpu.txt" 2>&1
+fi
 # GPU memory and utilisation every 2 s, the whole run (the bench samples utilisation per level too)
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 \
   > "$WORK/nvidia-smi.csv" 2>&1 &
 SMI_PID=$!
 
-LEVELS="$LEVELS" STORM_LEVELS="${STORM_LEVELS:-64}" STORM_S="${STORM_S:-20}" BUDGET_S=330 OUT="$WORK/default" scripts/gpu-sweep.sh
+LEVELS="$LEVELS" STORM_LEVELS="${STORM_LEVELS:-64}" STORM_S="${STORM_S:-20}" BUDGET_S=240 OUT="$WORK/default" scripts/gpu-sweep.sh
 cp "$WORK/default/summary.md" "$OUT/default.md" 2>/dev/null
-if [ -n "$SILENCE_LEVELS" ]; then
-  VP_VAD_END_OF_TURN=silence LEVELS="$SILENCE_LEVELS" STORM_LEVELS=none BUDGET_S=150 OUT="$WORK/silence" scripts/gpu-sweep.sh
-  cp "$WORK/silence/summary.md" "$OUT/silence.md" 2>/dev/null
+if [ -n "$SECOND_ENV" ]; then
+  env $SECOND_ENV LEVELS="$SECOND_LEVELS" STORM_LEVELS=none BUDGET_S=170 OUT="$WORK/second" scripts/gpu-sweep.sh
+  cp "$WORK/second/summary.md" "$OUT/second.md" 2>/dev/null
 fi
 kill "$SMI_PID" 2>/dev/null
 tar -czf "$OUT/results.tgz" -C "$WORK" .
