@@ -18,7 +18,8 @@ log = logging.getLogger("voice_pipeline.engines")
 
 async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     """Build every engine in a worker thread, then warm it; returns the engines and timings (ms)."""
-    from voice_pipeline.engines.piper import PiperTts
+    from voice_pipeline.app.supervisor import WorkerInfo
+    from voice_pipeline.engines.piper import PiperTts, synthesis_threads
     from voice_pipeline.engines.vad_batch import vad_streams
     from voice_pipeline.engines.whisper import WhisperStt
 
@@ -39,7 +40,8 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     make_vad = await timed("vad", lambda: vad_streams(vad.batch, vad.batch_wait_ms, vad.device))
     stt = await timed("stt", lambda: WhisperStt(settings.stt)) if capabilities.stt else None
     llm = await timed("llm", lambda: make_llm(settings.llm)) if capabilities.llm else None
-    tts = await timed("tts", lambda: PiperTts(settings.tts)) if capabilities.tts else None
+    tts_threads = synthesis_threads(settings.tts.threads, WorkerInfo.from_env().count)
+    tts = await timed("tts", lambda: PiperTts(settings.tts, tts_threads)) if capabilities.tts else None
     answerer = await timed("router", lambda: Answerer.from_settings(settings, llm))
     stt_fast = await stt_within_window(stt, settings.vad.endpoint_silence_ms, timings) if stt else False
     from voice_pipeline.engines.end_of_turn import load_end_of_turn

@@ -167,6 +167,9 @@ class TtsSettings:
     # ahead of others' later pieces). Default: one per four cores, at least 1 (on 2 cores 1 and 2
     # measured the same at 6 sessions).
     workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 4))
+    # onnxruntime threads of the voice's session, shared by those syntheses; 0: the cores shared
+    # out among the server's worker processes (onnxruntime alone would take every core in each).
+    threads: int = 0
     # Later pieces are synthesized by their own `workers` threads at this lower CPU priority (nice),
     # so a first piece never waits for them (engines/piper.py); 0: one pool for every piece.
     later_nice: int = 10

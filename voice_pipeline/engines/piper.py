@@ -27,12 +27,40 @@ def espeak_is_locked() -> bool:
     return hasattr(voice, "_ESPEAK_PHONEMIZER_LOCK")
 
 
-class PiperTts:
-    def __init__(self, settings: TtsSettings) -> None:
-        from piper import PiperVoice, SynthesisConfig
+def load_voice(voice_name: str, device: str, threads: int):
+    """The Piper voice with an onnxruntime session of `threads` threads (0: onnxruntime's own
+    choice, every physical core). piper's own loader takes onnxruntime's defaults, so each worker
+    process's synthesis would spread over all the cores: on a 16-core machine with four workers,
+    four pools of 16 threads competing for 16 cores."""
+    import json
 
-        model, config = piper_voice(settings.voice)
-        voice = PiperVoice.load(model, config_path=config, use_cuda=CUDA in onnx_providers(settings.device))
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    model, config = piper_voice(voice_name)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = max(0, threads)
+    providers: list = ["CPUExecutionProvider"]
+    if CUDA in onnx_providers(device):  # as piper does: no exhaustive cuDNN search per input shape
+        providers.insert(0, (CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}))
+    with open(config, encoding="utf-8") as config_file:
+        return PiperVoice(config=PiperConfig.from_dict(json.load(config_file)),
+                          session=onnxruntime.InferenceSession(model, sess_options=options, providers=providers))
+
+
+def synthesis_threads(configured: int, workers: int) -> int:
+    """`tts.threads`, or (0) the cores shared out among the server's worker processes."""
+    return configured if configured > 0 else max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+class PiperTts:
+    def __init__(self, settings: TtsSettings, threads: int = 0) -> None:
+        """`threads`: onnxruntime threads of the voice's session (0: onnxruntime's default)."""
+        from piper import SynthesisConfig
+
+        model = piper_voice(settings.voice)[0]
+        voice = load_voice(settings.voice, settings.device, threads)
         workers = max(1, settings.workers) if espeak_is_locked() else 1
         # Two lanes over the one voice: a reply's first piece (someone is waiting to hear it) and
         # the later pieces (needed only once the audio before them has played), whose threads run
@@ -59,5 +87,8 @@ class PiperTts:
             await chunks.aclose()
 
     async def warm_up(self) -> None:
-        async for _ in self.synthesize("Ready."):
-            pass
+        """One synthesis in each lane: onnxruntime's first run, and both lanes' threads exist before
+        the first session (a thread made later would look like a leak to the storm test)."""
+        for first in (True, False):
+            async for _ in self.synthesize("Ready.", first=first):
+                pass
