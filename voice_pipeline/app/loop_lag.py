@@ -2,8 +2,8 @@
 
 Every session of a worker shares its one asyncio loop: audio in, the VAD's hand-offs, the reply's
 paced audio out, the LLM's token stream. When that loop has more to do than one core can run, every
-stage looks slow at once while the CPU as a whole and the GPU look idle (seen on the H100 machine
-at 16 sessions per worker: docs/scaling.md). `LoopLag.run()` sleeps `interval_s` again and again
+stage looks slow at once while the CPU as a whole and the GPU look idle (one suspect for what the
+H100 machine showed at 16-64 sessions, not confirmed: docs/scaling.md). `LoopLag.run()` sleeps `interval_s` again and again
 and records how much later than asked it woke; `p90_ms()` is over the last `window_s`. Exported
 as `vp_event_loop_lag_seconds` and one of admission's inputs (app/capacity.py).
 """
