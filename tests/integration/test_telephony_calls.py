@@ -104,7 +104,8 @@ async def test_sip_phone_asks_a_spoken_question_and_records_a_spoken_answer(phon
     assert result.sent is not None
     heard, rate_hz = read_wav(result.recording)
     sent, _ = read_wav(result.sent)
-    assert any({"capital", "france"} <= words(line) for line in said_by_caller(phone_server)[said_before:])
+    heard_from_caller = said_by_caller(phone_server)[said_before:]
+    assert any({"capital", "france"} <= words(line) for line in heard_from_caller), (heard_from_caller, result.log[-1500:])
     question_end_s = speech_end_s(sent)
     answer_start_s = first_sound_s(heard, question_end_s)
     assert question_end_s > 1.0 and answer_start_s is not None
