@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import socket
 import time
 
 import aiohttp
-from aiohttp import web
 
 from voice_pipeline.app.capacity import Capacity, lower_p90, target_p90_ms, turn_latency_ms
 from voice_pipeline.app.host import SessionHost
@@ -22,6 +20,7 @@ from voice_pipeline.app.settings import Settings
 from voice_pipeline.metrics import PipelineMetrics
 
 from .fakes import FakeLlm, fake_engines, make_settings
+from .loopback import serve_on_loopback
 
 TARGET_MS = 1000.0
 
@@ -169,12 +168,6 @@ class SlowFirstTokenLlm(FakeLlm):
             yield token
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def _text_turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> dict:
     await ws.send_json({"type": "conversation.item.create",
                         "item": {"role": "user", "content": [{"type": "input_text", "text": text}]}})
@@ -189,10 +182,7 @@ async def test_through_a_server_slow_turns_close_the_door_and_the_last_session_l
     settings.server.admit_p90_ms = 1  # any real reply is slower than this
     settings.routing.enabled = False  # every turn goes to the (slow) LLM, none to an instant template
     server = PipelineServer(settings, fake_engines(llm=SlowFirstTokenLlm()))
-    runner = web.AppRunner(server.app())
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_on_loopback(server.app())
     base = f"127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -281,10 +271,7 @@ async def test_through_a_server_a_saturated_event_loop_makes_ready_say_full():
     settings = make_settings()
     settings.server.admit_loop_lag_ms = 30
     server = PipelineServer(settings, fake_engines())
-    runner = web.AppRunner(server.app())
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_on_loopback(server.app())
     base = f"127.0.0.1:{port}"
 
     async def hog(until: float) -> None:  # work that holds the loop 80 ms at a time

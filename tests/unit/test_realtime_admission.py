@@ -4,7 +4,6 @@ session.start are closed after `server.start_timeout_s`, so they cannot hold the
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 from aiohttp import web
@@ -12,19 +11,11 @@ from aiohttp import web
 from voice_pipeline.app.server import PipelineServer
 
 from .fakes import fake_engines, make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .loopback import serve_on_loopback
 
 
 async def _serve(server: PipelineServer) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(server.app())
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_on_loopback(server.app())
     return runner, f"ws://127.0.0.1:{port}/v1/realtime"
 
 

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -29,22 +28,14 @@ from voice_pipeline.engines.llama_server_cmd import ENV_BIN, cache_path, find_bi
 from voice_pipeline.errors import ConfigError, EngineError
 
 from .fakes import fake_engines, make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .loopback import free_port, serve_on_loopback
 
 
 async def test_ready_says_full_with_a_reason_at_the_session_limit():
     settings = make_settings()
     settings.server.max_sessions = 1
     server = PipelineServer(settings, fake_engines())
-    runner = web.AppRunner(server.app())
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_on_loopback(server.app())
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/ready") as ready:
@@ -157,10 +148,7 @@ class _FakeOpenAI:
     async def start(self) -> tuple[web.AppRunner, str]:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = _free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, port = await serve_on_loopback(app)
         return runner, f"http://127.0.0.1:{port}/v1"
 
 
@@ -171,7 +159,7 @@ async def _collect(llm: SlotsLlm) -> str:
 async def test_slots_spread_concurrent_replies_and_skip_a_dead_server():
     a, b = _FakeOpenAI(["a", "b", "c"], delay_s=0.05), _FakeOpenAI(["x", "y"], delay_s=0.05)
     (runner_a, url_a), (runner_b, url_b) = await a.start(), await b.start()
-    dead_url = f"http://127.0.0.1:{_free_port()}/v1"
+    dead_url = f"http://127.0.0.1:{free_port()}/v1"
     llm = SlotsLlm([url_a, url_b], "local", max_tokens=7, temperature=0.1)
     try:
         replies = await asyncio.gather(_collect(llm), _collect(llm))
