@@ -102,3 +102,18 @@ def test_supervisor_restarts_a_worker_that_died_after_ready():
     assert supervisor.run() == 0
     assert supervisor.restarts == 1 and supervisor.last_exit == "SIGSEGV"
     assert describe_exit(-signal.SIGABRT) == "SIGABRT" and describe_exit(3) == "exit 3"
+
+
+def test_workers_run_numpys_blas_on_one_thread_unless_the_operator_says_otherwise(monkeypatch):
+    """A second OpenBLAS thread spins after each call, taking a core from the models under load.
+    The fake worker exits (before it is ready, so it is not restarted) with 10 + its BLAS threads."""
+    script = (
+        "import ctypes, sys, numpy\n"
+        "path = next(line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line)\n"
+        "sys.exit(10 + ctypes.CDLL(path).scipy_openblas_get_num_threads64_())\n"
+    )
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert Supervisor([sys.executable, "-c", script]).run() == 11
+    if (os.cpu_count() or 1) >= 2:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+        assert Supervisor([sys.executable, "-c", script]).run() == 12

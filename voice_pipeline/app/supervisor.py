@@ -39,6 +39,10 @@ ENV_INDEX = "VOICE_PIPELINE_WORKER_INDEX"
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # after crash 1, 2, 3, ...; back to the start after a stable hour
 STABLE_S = 3600.0
 STOP_GRACE_S = 30.0  # after passing on SIGTERM: a worker still running then (a hung native call) is killed
+# A worker's environment unless the operator's sets them. numpy's OpenBLAS on one thread: its only
+# heavy use here is whisper's log-mel features (small matrices), and a second BLAS thread keeps
+# spinning after each call: at 6 sessions on 2 cores it took 0.18 of them (docs/scaling.md).
+WORKER_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,7 @@ class Supervisor:
     def _start(self, worker: _Worker) -> None:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        env = {**os.environ, **self.env, ENV_RESTARTS: str(self.restarts), ENV_LAST_EXIT: self.last_exit,
+        env = {**WORKER_ENV_DEFAULTS, **os.environ, **self.env, ENV_RESTARTS: str(self.restarts), ENV_LAST_EXIT: self.last_exit,
                ENV_READY_FD: str(write_fd), ENV_WORKERS: str(len(self._workers)), ENV_INDEX: str(worker.index)}
         try:
             worker.process = subprocess.Popen(self.worker_argv, env=env, pass_fds=(write_fd,),
