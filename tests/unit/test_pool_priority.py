@@ -40,6 +40,17 @@ async def test_urgent_waiters_go_first_in_their_own_order_and_the_rest_keep_thei
     pool.close()
 
 
+def _native_threads() -> dict[int, int]:
+    """Every thread of this process: its id and nice value."""
+    import os
+
+    threads = {}
+    for tid in os.listdir("/proc/self/task"):
+        stat = open(f"/proc/self/task/{tid}/stat").read()
+        threads[int(tid)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return threads
+
+
 def _thread_nice() -> int:
     """The calling thread's nice value, from /proc (field 19 of its stat)."""
     stat = open(f"/proc/self/task/{threading.get_native_id()}/stat").read()
@@ -61,14 +72,20 @@ async def test_piper_speaks_a_first_piece_and_later_pieces_in_their_own_lanes():
     from voice_pipeline.app.settings import TtsSettings
     from voice_pipeline.engines.piper import PiperTts
 
-    tts = PiperTts(TtsSettings(workers=1, later_nice=10))
-    assert tts._later is not tts._voice and tts._later.resources[0] is tts._voice.resources[0]  # one voice
+    base = _thread_nice()
+    before = _native_threads()
+    tts = PiperTts(TtsSettings(workers=1, later_nice=10), threads=2)
+    assert tts._later is not tts._voice and tts._later.resources[0] is not tts._voice.resources[0]
     tts._voice = _Recording(tts._voice, "first")
     tts._later = _Recording(tts._later, "later")
     for text, first in (("Hello there.", True), ("And more words.", False)):
         chunks = [chunk async for chunk in tts.synthesize(text, first=first)]
         assert chunks and len(chunks[0]) > 0
     assert _Recording.used == ["first", "later"]
+    new = {tid: nice for tid, nice in _native_threads().items() if tid not in before}
+    # The later lane's pool thread and its own session's onnxruntime thread: its syntheses never
+    # run at full priority (sharing the first lane's session, half of their work did).
+    assert sum(nice == min(19, base + 10) for nice in new.values()) >= 2, new
     one_lane = PiperTts(TtsSettings(workers=1, later_nice=0))
     assert one_lane._later is one_lane._voice
 

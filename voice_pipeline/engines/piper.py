@@ -9,6 +9,7 @@ slots until its synthesis has returned, however its consumer was cancelled."""
 from __future__ import annotations
 
 import os
+import threading
 from typing import AsyncIterator
 
 import numpy as np
@@ -17,7 +18,7 @@ from voice_pipeline.app.settings import TtsSettings
 from voice_pipeline.engines.onnx_device import CUDA, onnx_providers
 from voice_pipeline.engines.registry import piper_voice
 from voice_pipeline.errors import EngineError
-from voice_pipeline.threads import ThreadOwnedPool
+from voice_pipeline.threads import ThreadOwnedPool, lower_thread_priority
 
 
 def espeak_is_locked() -> bool:
@@ -31,7 +32,10 @@ def load_voice(voice_name: str, device: str, threads: int):
     """The Piper voice with an onnxruntime session of `threads` threads (0: onnxruntime's own
     choice, every physical core). piper's own loader takes onnxruntime's defaults, so each worker
     process's synthesis would spread over all the cores: on a 16-core machine with four workers,
-    four pools of 16 threads competing for 16 cores."""
+    four pools of 16 threads competing for 16 cores. Nor do the session's threads spin while they
+    wait for their next operator (onnxruntime's default): on a busy CPU that spinning takes the
+    cores from the other stages (at 6 sessions on 2 cores the idle pool thread used more CPU than
+    the syntheses themselves; docs/scaling.md)."""
     import json
 
     import onnxruntime
@@ -41,12 +45,34 @@ def load_voice(voice_name: str, device: str, threads: int):
     model, config = piper_voice(voice_name)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = max(0, threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers: list = ["CPUExecutionProvider"]
     if CUDA in onnx_providers(device):  # as piper does: no exhaustive cuDNN search per input shape
         providers.insert(0, (CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}))
     with open(config, encoding="utf-8") as config_file:
         return PiperVoice(config=PiperConfig.from_dict(json.load(config_file)),
                           session=onnxruntime.InferenceSession(model, sess_options=options, providers=providers))
+
+
+def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int):
+    """`load_voice` from a thread at `nice`. onnxruntime makes the session's intra-op threads while
+    loading, and a Linux thread starts with its creator's nice value: so every thread that computes
+    this session's syntheses runs at `nice`, not only the one that calls it."""
+    loaded: list = []
+
+    def load() -> None:
+        lower_thread_priority(nice)
+        try:
+            loaded.append(load_voice(voice_name, device, threads))
+        except BaseException as exc:  # re-raised in the caller's thread
+            loaded.append(exc)
+
+    loader = threading.Thread(target=load, name="tts-later-load")
+    loader.start()
+    loader.join()
+    if isinstance(loaded[0], BaseException):
+        raise loaded[0]
+    return loaded[0]
 
 
 def synthesis_threads(configured: int, workers: int) -> int:
@@ -62,13 +88,18 @@ class PiperTts:
         model = piper_voice(settings.voice)[0]
         voice = load_voice(settings.voice, settings.device, threads)
         workers = max(1, settings.workers) if espeak_is_locked() else 1
-        # Two lanes over the one voice: a reply's first piece (someone is waiting to hear it) and
-        # the later pieces (needed only once the audio before them has played), whose threads run
-        # at a lower CPU priority, so they never hold a first piece back, nor take the CPU from one.
-        # Without espeak's own lock the two lanes would share espeak: one lane, as before.
+        # Two lanes: a reply's first piece (someone is waiting to hear it) and the later pieces
+        # (needed only once the audio before them has played). The later lane has its own session
+        # of the voice, loaded at a lower CPU priority, and its own threads at that priority: none
+        # of its work holds a first piece back or takes the CPU from one (sharing one session, its
+        # syntheses ran on the session's intra-op threads at full priority). Without espeak's own
+        # lock the two lanes would share espeak: one lane, as before.
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
-        self._later = (ThreadOwnedPool([voice] * workers, thread_name_prefix="tts-later", nice=settings.later_nice)
-                       if espeak_is_locked() and settings.later_nice > 0 else self._voice)
+        self._later = self._voice
+        if espeak_is_locked() and settings.later_nice > 0:
+            later_voice = load_voice_at_nice(settings.voice, settings.device, threads, settings.later_nice)
+            self._later = ThreadOwnedPool([later_voice] * workers, thread_name_prefix="tts-later",
+                                          nice=settings.later_nice)
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
         self.name = f"piper:{settings.voice}"
