@@ -1,9 +1,13 @@
 """Blocking model calls in worker threads: generators consumed as async iterators, and pools of
 non-thread-safe native resources that only the thread using one can give back.
 
-The generator is created *and* iterated in the same worker thread, never on the event loop.
+The generator is created *and* iterated in a worker thread (one at a time), never on the event loop.
 Items cross to the loop through a bounded queue, so a slow consumer holds the producer back.
 Closing the async iterator (or cancelling its consumer) stops the producer at its next item.
+
+A pool may also have later threads at a lower CPU priority: once a stream's consumer no longer
+waits on its next items (a reply whose first piece is written, `urgent_until`), the iteration
+goes on there, so those items yield the CPU to work somebody is waiting for.
 
 Cancelling an asyncio task does not stop a thread that is inside a native call. So a resource
 (a llama.cpp context) is returned to its `ThreadOwnedPool` by the worker thread itself, after the
@@ -14,12 +18,14 @@ while a thread still uses it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import os
 import threading
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import AsyncGenerator, Callable, Generic, Iterable, Sequence, TypeVar, cast
+from typing import AsyncGenerator, Callable, Generic, Iterable, Iterator, Sequence, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,17 +37,28 @@ class _Failure:
         self.exc = exc
 
 
+# A stream's consumer sets this (in its task) to an Event that it sets once nobody waits on the
+# stream's next items any more: a reply, once its first speakable piece is complete. A pool with a
+# later lane then moves the rest of the stream to that lane's lower-priority threads. A context
+# variable, not a parameter, so the model cascades between a reply and its engine pass it on.
+urgent_until: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("urgent_until", default=None)
+
+
 async def iterate_in_thread(
     make_iterable: Callable[[], Iterable[T]],
-    executor: Executor | None = None,
+    executor: Executor,
     max_buffered: int = 16,
     on_thread_exit: Callable[[], None] | None = None,
+    later: tuple[threading.Event, Executor] | None = None,
 ) -> AsyncGenerator[T, None]:
     """Iterate `make_iterable()` in a worker thread. `on_thread_exit` runs in that thread once the
-    iteration has ended and the iterator is closed, whatever happened to the consumer."""
+    iteration has ended and the iterator is closed, whatever happened to the consumer.
+    `later` = (event, executor): once the event is set, the iteration goes on in a thread of that
+    executor (between two items; one thread at a time, so a non-thread-safe iterator is fine)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(max_buffered)
     stop = threading.Event()
+    finished: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def put(item: object) -> None:
         try:
@@ -57,28 +74,63 @@ async def iterate_in_thread(
                 continue
         future.cancel()
 
-    def produce() -> None:
-        iterator = None
+    def hand_over(iterator: Iterator[T]) -> bool:
+        """Go on in the later executor, if asked to and it takes the work."""
+        if later is None or not later[0].is_set() or stop.is_set():
+            return False
         try:
-            iterator = iter(make_iterable())
+            submit(later[1], lambda: produce(iterator, moved=True), iterator)
+            return True
+        except RuntimeError:  # shut down: go on here
+            return False
+
+    def produce(iterator: Iterator[T] | None = None, moved: bool = False) -> None:
+        handed_over = False
+        try:
+            if iterator is None:
+                iterator = iter(make_iterable())
             for item in iterator:
                 if stop.is_set():
                     break
                 put(item)
+                if not moved and hand_over(iterator):
+                    handed_over = True
+                    return
         except BaseException as exc:  # handed to the consumer, re-raised there
             put(_Failure(exc))
         finally:
+            if not handed_over:
+                finish(iterator)
+
+    def finish(iterator: Iterator[T] | None, failure: BaseException | None = None) -> None:
+        """Close the iterator, release, and tell the consumer: the last step, in whichever thread.
+        With `failure` (the work was cancelled before it ran, perhaps on the loop's own thread)
+        nothing here may wait for the consumer."""
+        try:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        finally:
             try:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-            finally:
                 if on_thread_exit is not None:
                     on_thread_exit()
-                put(_DONE)
+            finally:
+                if failure is None:
+                    put(_DONE)
+                else:
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
+                        asyncio.run_coroutine_threadsafe(_put_all(queue, _Failure(failure), _DONE), loop)
+                finished.set_result(None)
+
+    def submit(pool: Executor, work: Callable[[], None], iterator: Iterator[T] | None = None) -> None:
+        def never_ran(future: concurrent.futures.Future[None]) -> None:
+            if future.cancelled():  # shut down before it could start: nothing else will finish it
+                finish(iterator, RuntimeError("worker threads shut down"))
+
+        pool.submit(work).add_done_callback(never_ran)
 
     try:
-        worker = loop.run_in_executor(executor, produce)
+        submit(executor, produce)
     except BaseException:  # never started (executor shut down): the caller's resource is free again
         if on_thread_exit is not None:
             on_thread_exit()
@@ -96,10 +148,15 @@ async def iterate_in_thread(
         # Drain so a producer blocked on a full queue can see `stop` and finish.
         while not queue.empty():
             queue.get_nowait()
-        if not worker.done():
+        if not finished.done():
             # Waiting keeps a cancelled consumer from racing ahead of its thread; a second
             # cancellation may cut the wait short, which is safe: the thread releases what it holds.
-            await asyncio.shield(worker)
+            await asyncio.shield(asyncio.wrap_future(finished))
+
+
+async def _put_all(queue: asyncio.Queue[object], *items: object) -> None:
+    for item in items:
+        await queue.put(item)
 
 
 def lower_thread_priority(nice: int) -> None:
@@ -119,13 +176,18 @@ class ThreadOwnedPool(Generic[R]):
     and each waiter is woken on its own event loop, so one pool serves any loop (tests make many).
     """
 
-    def __init__(self, resources: Sequence[R], thread_name_prefix: str, nice: int = 0) -> None:
-        """`nice` > 0: the worker threads run at that lower CPU priority (work nobody waits on yet)."""
+    def __init__(self, resources: Sequence[R], thread_name_prefix: str, nice: int = 0, later_nice: int = 0) -> None:
+        """`nice` > 0: the worker threads run at that lower CPU priority (work nobody waits on yet).
+        `later_nice` > 0: a second set of threads at that priority, where a stream goes on once its
+        consumer no longer waits on it (`stream(until=...)`); they all exist from the start."""
         if not resources:
             raise ValueError("a pool needs at least one resource")
         self.resources = list(resources)
-        self._executor = ThreadPoolExecutor(max_workers=len(self.resources), thread_name_prefix=thread_name_prefix,
-                                            initializer=(lambda: lower_thread_priority(nice)) if nice > 0 else None)
+        self._executor = _executor(len(self.resources), thread_name_prefix, nice)
+        self._later_executor = None
+        if later_nice > 0:
+            self._later_executor = _executor(len(self.resources), thread_name_prefix + "-later", later_nice)
+            _start_every_thread(self._later_executor, len(self.resources))
         self._lock = threading.Lock()
         self._free: deque[R] = deque(self.resources)
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[R]]] = deque()
@@ -155,11 +217,13 @@ class ThreadOwnedPool(Generic[R]):
         return await future
 
     async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16,
-                     urgent: bool = False) -> AsyncGenerator[T, None]:
-        """`urgent`: wait ahead of every non-urgent waiter (someone is waiting to hear this one)."""
+                     urgent: bool = False, until: threading.Event | None = None) -> AsyncGenerator[T, None]:
+        """`urgent`: wait ahead of every non-urgent waiter (someone is waiting to hear this one).
+        `until`: once it is set, the stream goes on in the later threads (if the pool has them)."""
         resource = await self._acquire(urgent)
+        later = (until, self._later_executor) if until is not None and self._later_executor is not None else None
         # No await between acquiring and starting the thread: from here the thread owns `resource`.
-        items = iterate_in_thread(lambda: fn(resource), self._executor, max_buffered, self._releaser(resource))
+        items = iterate_in_thread(lambda: fn(resource), self._executor, max_buffered, self._releaser(resource), later)
         try:
             async for item in items:
                 yield item
@@ -169,6 +233,8 @@ class ThreadOwnedPool(Generic[R]):
     def close(self, wait: bool = True) -> None:
         """No new calls; `wait` for the running ones to return."""
         self._executor.shutdown(wait=wait, cancel_futures=True)
+        if self._later_executor is not None:
+            self._later_executor.shutdown(wait=wait, cancel_futures=True)
 
     async def _acquire(self, urgent: bool = False) -> R:
         loop = asyncio.get_running_loop()
@@ -225,3 +291,17 @@ class ThreadOwnedPool(Generic[R]):
             self._put_back(resource)
         else:
             waiter.set_result(resource)
+
+
+def _executor(threads: int, name_prefix: str, nice: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name_prefix,
+                              initializer=(lambda: lower_thread_priority(nice)) if nice > 0 else None)
+
+
+def _start_every_thread(executor: ThreadPoolExecutor, threads: int) -> None:
+    """Make all of the executor's threads now (it makes them as work arrives): a thread made later,
+    under load, would look like a leak to anything counting threads (the hang-up storm test)."""
+    all_started = threading.Barrier(threads + 1)
+    for _ in range(threads):
+        executor.submit(all_started.wait)
+    all_started.wait()

@@ -146,6 +146,10 @@ class LlmSettings:
     url: str = ""  # serving = "url": comma-separated base URLs, e.g. http://10.0.0.5:8000/v1
     served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt
+    # serving = "in_process": a reply's tokens after its first speakable piece come from threads at
+    # this lower CPU priority (nice), so another session's first piece is not held back by them
+    # (docs/scaling.md); 0: one priority for every token.
+    later_nice: int = 10
 
     def threads_per_instance(self) -> int:
         """`n_threads`, or the cores shared out among the `instances` (at least one thread each)."""

@@ -19,7 +19,7 @@ from typing import AsyncIterator, Sequence
 from voice_pipeline.engines.base import ChatMessage
 from voice_pipeline.engines.registry import VOICE_LORA_PATH, smollm2_gguf
 from voice_pipeline.errors import ConfigError, EngineError
-from voice_pipeline.threads import ThreadOwnedPool
+from voice_pipeline.threads import ThreadOwnedPool, urgent_until
 
 
 def voice_lora_path(variant: str) -> str:
@@ -42,7 +42,11 @@ class LlamaCppLlm:
         max_tokens: int = 96,
         temperature: float = 0.3,
         instances: int = 1,
+        later_nice: int = 0,
     ) -> None:
+        """`later_nice` > 0: a reply's tokens after its first speakable piece are generated in
+        threads at that lower CPU priority (`urgent_until`): another session's first piece, whose
+        listener is waiting, goes first; these are needed only once the audio before them plays."""
         import llama_cpp
 
         model_path = model_path or smollm2_gguf()
@@ -63,7 +67,7 @@ class LlamaCppLlm:
             )
             for _ in range(max(1, instances))
         ]
-        self._contexts = ThreadOwnedPool(contexts, thread_name_prefix="llm")
+        self._contexts = ThreadOwnedPool(contexts, thread_name_prefix="llm", later_nice=later_nice)
 
     @classmethod
     def from_settings(cls, settings) -> "LlamaCppLlm":
@@ -76,6 +80,7 @@ class LlamaCppLlm:
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             instances=settings.instances,
+            later_nice=settings.later_nice,
         )
 
     def _completion(self, llm, messages: Sequence[ChatMessage], max_tokens: int):
@@ -87,7 +92,8 @@ class LlamaCppLlm:
         )
 
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]:
-        chunks = self._contexts.stream(lambda llm: self._completion(llm, messages, max_tokens or self.max_tokens))
+        chunks = self._contexts.stream(lambda llm: self._completion(llm, messages, max_tokens or self.max_tokens),
+                                       until=urgent_until.get())
         try:
             async for chunk in chunks:
                 content = chunk["choices"][0]["delta"].get("content")

@@ -8,6 +8,7 @@ task that runs `Reply.run` cancels both and closes the model streams.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -19,6 +20,7 @@ from voice_pipeline.metrics import TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.reply.chunker import SpeakableChunker, clean_for_speech
 from voice_pipeline.session.outbox import Outbox
+from voice_pipeline.threads import urgent_until
 
 if TYPE_CHECKING:
     from voice_pipeline.engines.fallback import FallbackRecord
@@ -140,6 +142,9 @@ class Reply:
     async def _write(self, llm: LanguageModel, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
         chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words)
         extra = {"record": plan.llm_record} if plan.llm_record is not None else {}
+        # The listener waits for the first piece; the tokens after it may yield to others' first ones.
+        first_piece_written = threading.Event()
+        urgent_until.set(first_piece_written)  # this task's context: seen by the LLM it streams from
         stream = llm.stream(plan.messages, max_tokens=plan.max_tokens, **extra)
         try:
             async for delta in stream:
@@ -154,6 +159,7 @@ class Reply:
                 for piece in chunker.push(delta) if plan.stream_text else ():
                     self.timeline.mark("first_piece", now())
                     await pieces.put(piece)
+                    first_piece_written.set()
         finally:
             await stream.aclose()  # type: ignore[attr-defined]  # engines stream from async generators
         rest = chunker.flush()
