@@ -30,3 +30,7 @@ def test_levels_with_full_replies(tmp_path):
     assert all(s["reply_status"] == "completed" for s in samples), "whole replies: none was cancelled"
     levels = report["summary"]["concurrency"]["levels"]
     assert [lv["sessions"] for lv in levels] == [1, 2]
+    # Every whole reply's playback was followed (stalls or none); the levels count them.
+    assert all(isinstance(s["playback_gaps_ms"], list) for s in samples)
+    assert [lv["playback_stalls"]["turns_measured"] for lv in levels] == [1, 2]
+    assert "playback stalls" in (tmp_path / "report.md").read_text()

@@ -72,3 +72,14 @@ def test_babble_covers_any_length_from_short_sources() -> None:
     for n in (10, 299, 301, 2500):
         out = babble(np.random.default_rng(n), pool, n)
         assert out.shape == (n,) and np.all(out == 3.0)
+
+
+def test_playback_gaps_are_the_stalls_of_audio_played_as_it_arrived():
+    from voice_pipeline.bench.stats import playback_gaps_ms
+
+    rate = 1000  # samples per second: 100 samples play for 100 ms
+    # Sent ahead of real time (a lead) and then paced: never a stall.
+    assert playback_gaps_ms([(0.0, 100), (0.0, 100), (0.15, 100), (0.25, 100)], rate) == []
+    # The third frame comes 150 ms after the first two have played: one stall, then on from there.
+    assert playback_gaps_ms([(0.0, 100), (0.1, 100), (0.35, 100), (0.45, 100), (0.6, 100)], rate) == [150.0, 50.0]
+    assert playback_gaps_ms([], rate) == []

@@ -156,8 +156,9 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
     done = [s.voice_to_voice_ms for s in level if s.voice_to_voice_ms is not None]
     stats = summarize(done)
     refused = sum(s.status == "refused" for s in level)
+    stalled = sum(1 for s in level if s.playback_gaps_ms)
     progress(f"bench: {label} N={sessions}: {len(level)} turns, p50 {stats['p50']} ms, p95 {stats['p95']} ms "
-             f"voice-to-voice, {refused} refused, CPU {resources.get('cpu_cores_used')} cores, "
+             f"voice-to-voice, {refused} refused, {stalled} with playback stalls, CPU {resources.get('cpu_cores_used')} cores, "
              f"GPU {_percent(resources['gpu_utilisation_percent'])}, busiest thread {busiest_summary(resources)} "
              f"({time.monotonic() - t:.0f} s)")
     key = f"{label}@{sessions}"

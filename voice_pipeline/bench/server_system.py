@@ -20,6 +20,7 @@ from voice_pipeline_client.realtime import RealtimeClient
 from voice_pipeline.bench.corpus import SpokenItem
 from voice_pipeline.bench.systems import BenchOptions, TurnSample, server_env
 from voice_pipeline.bench.procstat import stop_process
+from voice_pipeline.bench.stats import playback_gaps_ms
 
 _POLL_S = 0.02
 _TOKENS_BEFORE_CANCEL = 20
@@ -150,6 +151,8 @@ async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: T
         first_audio_t = next((t for t, _ in client.received.audio if started_t is not None and t >= started_t), None)
         if first_audio_t is not None:
             sample.voice_to_voice_ms = round(1000.0 * (first_audio_t - (t0 + spoken.speech_end_s)), 1)
+            if full:
+                sample.playback_gaps_ms = _playback_gaps(client, response_id, first_audio_t)
         else:
             sample.status = "no_audio"
         if sample.status == "ok" and "stt_final" not in sample.marks_ms:
@@ -164,6 +167,14 @@ async def _play(client: RealtimeClient, spoken: SpokenItem, t0: float, sample: T
     sample.premature_endpoints = sum(1 for e in stops if e.get("audio_end_ms", 0) < final_end_ms)
     finals = client.received.of_type("conversation.item.input_audio_transcription.completed")
     sample.transcript = " ".join(e.get("transcript", "") for e in finals).strip()
+
+
+def _playback_gaps(client: RealtimeClient, response_id: str, first_audio_t: float) -> list[float]:
+    """The reply's audio (from its first frame to its response.done) played as it arrived: its stalls."""
+    done_t = client.received.first_time("response.done", response_id=response_id) or float("inf")
+    rate_hz = int(client.session.get("output_audio_format", {}).get("sample_rate", 22_050))
+    frames = [(t, len(samples)) for t, samples in client.received.audio if first_audio_t <= t <= done_t]
+    return playback_gaps_ms(frames, rate_hz)
 
 
 async def _until(probe):

@@ -37,6 +37,20 @@ def summarize(values: Iterable[float | None]) -> dict:
     return out
 
 
+def playback_gaps_ms(frames: Iterable[tuple[float, int]], rate_hz: int) -> list[float]:
+    """The stalls a client playing a reply as it arrives would have heard: `frames` are (arrival
+    time in s, samples) in order; playback starts with the first and plays each frame once it has
+    both arrived and the frames before it have played. Each stall (a frame that came after its
+    play time) in ms, in order; none for a reply that kept ahead of its playback."""
+    gaps: list[float] = []
+    play_at: float | None = None
+    for arrived_t, samples in frames:
+        if play_at is not None and arrived_t - play_at >= 0.001:  # under a millisecond is rounding
+            gaps.append(round(1000.0 * (arrived_t - play_at), 1))
+        play_at = max(arrived_t, play_at if play_at is not None else arrived_t) + samples / rate_hz
+    return gaps
+
+
 def normalize_text(text: str) -> list[str]:
     """Lower case, no punctuation, hyphens split, digits and British spellings mapped."""
     text = text.lower().replace("-", " ").replace("\u2019", "'")

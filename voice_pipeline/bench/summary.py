@@ -108,7 +108,7 @@ def concurrency_report(samples: list[TurnSample], phases: dict, limit_ms: float)
                        "refused": data["status"].get("refused", 0),
                        "voice_to_voice_ms": data["voice_to_voice_ms"], "stages_ms": data["stages_ms"],
                        "server_voice_to_voice_ms": data["server_voice_to_voice_ms"],
-                       "stage_shares": stage_shares(level),
+                       "stage_shares": stage_shares(level), "playback_stalls": playback_stalls(level),
                        "resources": phases["resources"].get(f"pipeline@{n}", {})})
     within = [lv["sessions"] for lv in levels if _within(lv, limit_ms)]
     best = max(within) if within else 0
@@ -120,6 +120,14 @@ def concurrency_report(samples: list[TurnSample], phases: dict, limit_ms: float)
         "sessions_per_core_at_limit": round(best / (os.cpu_count() or 1), 2),
         "limit_reached": any(not _within(lv, limit_ms) for lv in levels),
     }
+
+
+def playback_stalls(samples: list[TurnSample]) -> dict:
+    """Full replies: how many turns' audio stalled after it began (played as it arrived), the longest stall."""
+    measured = [s.playback_gaps_ms for s in samples if s.playback_gaps_ms is not None]
+    stalls = [gap for gaps in measured for gap in gaps]
+    return {"turns_measured": len(measured), "turns_with_stall": sum(1 for gaps in measured if gaps),
+            "longest_ms": max(stalls) if stalls else None}
 
 
 def stage_shares(samples: list[TurnSample]) -> dict:

@@ -47,6 +47,9 @@ class TurnSample:
     llm_tokens_per_s: float | None = None
     tts_real_time_factor: float | None = None  # synthesis time / audio length (in-process systems only)
     first_turn_after_ready: bool = False
+    # Full replies: the stalls (ms) a client playing the reply as it arrived would have heard,
+    # after its first audio (later pieces or tokens that came too late); None when not measured.
+    playback_gaps_ms: list[float] | None = None
     eot: dict = field(default_factory=dict)  # turn.metrics' eot_* fields: the end-of-turn signal's verdict and scores
 
     def to_json(self) -> dict:
