@@ -5,9 +5,10 @@ The generator is created *and* iterated in a worker thread (one at a time), neve
 Items cross to the loop through a bounded queue, so a slow consumer holds the producer back.
 Closing the async iterator (or cancelling its consumer) stops the producer at its next item.
 
-A pool may also have later threads at a lower CPU priority: once a stream's consumer no longer
-waits on its next items (a reply whose first piece is written, `urgent_until`), the iteration
-goes on there, so those items yield the CPU to work somebody is waiting for.
+A pool may also have later threads at a lower CPU priority: while a stream's consumer does not
+wait on its next items (a reply whose first piece is written and whose audio is well ahead of its
+playback, `can_wait`), the iteration goes on there, so those items yield the CPU to work somebody
+is waiting for; it comes back when the consumer waits again.
 
 Cancelling an asyncio task does not stop a thread that is inside a native call. So a resource
 (a llama.cpp context) is returned to its `ThreadOwnedPool` by the worker thread itself, after the
@@ -37,11 +38,12 @@ class _Failure:
         self.exc = exc
 
 
-# A stream's consumer sets this (in its task) to an Event that it sets once nobody waits on the
-# stream's next items any more: a reply, once its first speakable piece is complete. A pool with a
-# later lane then moves the rest of the stream to that lane's lower-priority threads. A context
-# variable, not a parameter, so the model cascades between a reply and its engine pass it on.
-urgent_until: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("urgent_until", default=None)
+# A stream's consumer sets this (in its task) to a callable that says, between two items, whether
+# nobody is waiting on the stream's next items now (a reply: its first piece is written and enough
+# of its audio is left to play). A pool with later threads moves the stream there while it says
+# so, and back when it stops saying so. A context variable, not a parameter, so the model
+# cascades between a reply and its engine pass it on.
+can_wait: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("can_wait", default=None)
 
 
 async def iterate_in_thread(
@@ -49,12 +51,13 @@ async def iterate_in_thread(
     executor: Executor,
     max_buffered: int = 16,
     on_thread_exit: Callable[[], None] | None = None,
-    later: tuple[threading.Event, Executor] | None = None,
+    later: tuple[Callable[[], bool], Executor] | None = None,
 ) -> AsyncGenerator[T, None]:
     """Iterate `make_iterable()` in a worker thread. `on_thread_exit` runs in that thread once the
     iteration has ended and the iterator is closed, whatever happened to the consumer.
-    `later` = (event, executor): once the event is set, the iteration goes on in a thread of that
-    executor (between two items; one thread at a time, so a non-thread-safe iterator is fine)."""
+    `later` = (can_wait, later_executor): while `can_wait()` says so, the iteration goes on in a
+    thread of the later executor, else in one of `executor` (checked between two items; one thread
+    at a time, so a non-thread-safe iterator is fine)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(max_buffered)
     stop = threading.Event()
@@ -74,17 +77,17 @@ async def iterate_in_thread(
                 continue
         future.cancel()
 
-    def hand_over(iterator: Iterator[T]) -> bool:
-        """Go on in the later executor, if asked to and it takes the work."""
-        if later is None or not later[0].is_set() or stop.is_set():
+    def hand_over(iterator: Iterator[T], in_later: bool) -> bool:
+        """Go on in the other executor when the consumer's wish has changed and it takes the work."""
+        if later is None or stop.is_set() or later[0]() == in_later:
             return False
         try:
-            submit(later[1], lambda: produce(iterator, moved=True), iterator)
+            submit(executor if in_later else later[1], lambda: produce(iterator, not in_later), iterator)
             return True
         except RuntimeError:  # shut down: go on here
             return False
 
-    def produce(iterator: Iterator[T] | None = None, moved: bool = False) -> None:
+    def produce(iterator: Iterator[T] | None = None, in_later: bool = False) -> None:
         handed_over = False
         try:
             if iterator is None:
@@ -93,7 +96,7 @@ async def iterate_in_thread(
                 if stop.is_set():
                     break
                 put(item)
-                if not moved and hand_over(iterator):
+                if hand_over(iterator, in_later):
                     handed_over = True
                     return
         except BaseException as exc:  # handed to the consumer, re-raised there
@@ -178,8 +181,8 @@ class ThreadOwnedPool(Generic[R]):
 
     def __init__(self, resources: Sequence[R], thread_name_prefix: str, nice: int = 0, later_nice: int = 0) -> None:
         """`nice` > 0: the worker threads run at that lower CPU priority (work nobody waits on yet).
-        `later_nice` > 0: a second set of threads at that priority, where a stream goes on once its
-        consumer no longer waits on it (`stream(until=...)`); they all exist from the start."""
+        `later_nice` > 0: a second set of threads at that priority, where a stream goes on while its
+        consumer does not wait on it (`stream(can_wait=...)`); they all exist from the start."""
         if not resources:
             raise ValueError("a pool needs at least one resource")
         self.resources = list(resources)
@@ -217,11 +220,11 @@ class ThreadOwnedPool(Generic[R]):
         return await future
 
     async def stream(self, fn: Callable[[R], Iterable[T]], max_buffered: int = 16,
-                     urgent: bool = False, until: threading.Event | None = None) -> AsyncGenerator[T, None]:
+                     urgent: bool = False, can_wait: Callable[[], bool] | None = None) -> AsyncGenerator[T, None]:
         """`urgent`: wait ahead of every non-urgent waiter (someone is waiting to hear this one).
-        `until`: once it is set, the stream goes on in the later threads (if the pool has them)."""
+        `can_wait`: while it says so, the stream goes on in the later threads (if the pool has them)."""
         resource = await self._acquire(urgent)
-        later = (until, self._later_executor) if until is not None and self._later_executor is not None else None
+        later = (can_wait, self._later_executor) if can_wait is not None and self._later_executor is not None else None
         # No await between acquiring and starting the thread: from here the thread owns `resource`.
         items = iterate_in_thread(lambda: fn(resource), self._executor, max_buffered, self._releaser(resource), later)
         try:

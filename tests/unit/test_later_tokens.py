@@ -1,5 +1,6 @@
-"""A reply's tokens after its first speakable piece come from lower-priority threads (llm.later_nice):
-the pool's hand-over between two items, the reply's signal, and the real llama.cpp model."""
+"""A reply's tokens after its first speakable piece come from lower-priority threads (llm.later_nice)
+while enough of its audio is left to play: the pool's hand-over between two items (both ways), the
+reply's pace, and the real llama.cpp model."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 
 import pytest
 
-from voice_pipeline.threads import ThreadOwnedPool, urgent_until
+from voice_pipeline.threads import ThreadOwnedPool, can_wait
 
 
 def _thread_nice(tid: int | None = None) -> int:
@@ -41,7 +42,7 @@ async def test_a_stream_goes_on_in_the_later_threads_once_its_consumer_no_longer
 
     first_piece_out = threading.Event()
     seen = []
-    async for i, nice, tid in pool.stream(generate, max_buffered=1, until=first_piece_out):
+    async for i, nice, tid in pool.stream(generate, max_buffered=1, can_wait=first_piece_out.is_set):
         seen.append((nice, tid))
         if i == 1:
             first_piece_out.set()
@@ -70,7 +71,7 @@ async def test_a_moved_stream_cancelled_by_its_consumer_closes_and_gives_its_con
             closed.set()
 
     until = threading.Event()
-    stream = pool.stream(generate, max_buffered=1, until=until)
+    stream = pool.stream(generate, max_buffered=1, can_wait=until.is_set)
     async for i in stream:
         until.set()
         if i == 20:
@@ -89,10 +90,43 @@ async def test_without_a_later_lane_or_a_signal_every_item_stays_urgent():
     set_already = threading.Event()
     set_already.set()
     items = lambda _context: (_thread_nice() for _ in range(4))  # noqa: E731
-    assert [n async for n in plain.stream(items, until=set_already)] == [base] * 4  # no later threads
+    assert [n async for n in plain.stream(items, can_wait=set_already.is_set)] == [base] * 4  # no later threads
     assert [n async for n in laned.stream(items)] == [base] * 4  # nobody said the rest may wait
     plain.close()
     laned.close()
+
+
+async def test_a_stream_comes_back_to_full_priority_when_its_consumer_waits_again():
+    pool = ThreadOwnedPool(["context"], thread_name_prefix="gen", later_nice=10)
+    base = _thread_nice()
+    waiting = {"now": False}
+    seen = []
+    async for i, nice in pool.stream(lambda _c: ((i, _thread_nice()) for i in range(12)), max_buffered=1,
+                                     can_wait=lambda: waiting["now"]):
+        seen.append(nice)
+        waiting["now"] = 2 <= i < 6  # urgent, then may wait, then urgent again (the audio ran low)
+    later = min(19, base + 10)
+    assert seen[:3] == [base] * 3 and later in seen[3:8], seen
+    assert seen[-3:] == [base] * 3, f"back at full priority: {seen}"
+    assert pool.free_count == 1
+    pool.close()
+
+
+def test_a_reply_may_wait_after_its_first_piece_while_enough_audio_is_left_to_play():
+    from voice_pipeline.metrics import TurnTimeline
+    from voice_pipeline.protocol.events import now
+    from voice_pipeline.reply.pace import ReplyPace
+
+    timeline = TurnTimeline()
+    pace = ReplyPace(timeline, lead_ms=1500)
+    assert not pace.can_wait(), "the listener waits for the first piece"
+    pace.first_piece_written = True
+    assert pace.can_wait(), "the first piece is being synthesized: the rest can wait"
+    timeline.mark("first_audio_sent", now() - 1.0)  # playing for a second
+    pace.audio_ms = 4000.0
+    assert pace.can_wait(), "about 3 s left to play"
+    pace.audio_ms = 2000.0
+    assert not pace.can_wait(), "under 1.5 s left: the next piece is needed soon"
 
 
 async def test_a_reply_marks_its_tokens_urgent_until_its_first_piece_is_written():
@@ -106,10 +140,10 @@ async def test_a_reply_marks_its_tokens_urgent_until_its_first_piece_is_written(
         name = "watching"
 
         async def stream(self, messages, *, max_tokens=None):
-            until = urgent_until.get()
-            assert until is not None, "the reply tells its LLM when the rest may wait"
+            waits = can_wait.get()
+            assert waits is not None, "the reply tells its LLM when the rest may wait"
             for delta in ["Paris", " is", " the", " capital,", " and", " more", " words", " follow."]:
-                seen.append((delta, until.is_set()))
+                seen.append((delta, waits()))
                 yield delta
                 await asyncio.sleep(0)
 
@@ -118,7 +152,7 @@ async def test_a_reply_marks_its_tokens_urgent_until_its_first_piece_is_written(
     await reply.run(WatchingLlm(), ReplyPlan(messages=[], max_tokens=16))  # type: ignore[arg-type]
     urgent = [delta for delta, later in seen if not later]
     assert urgent == ["Paris", " is", " the", " capital,", " and"], seen  # " and" completes "... capital,"
-    assert urgent_until.get() is None, "the reply's signal stays in its own task"
+    assert can_wait.get() is None, "the reply's signal stays in its own task"
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +171,11 @@ async def test_the_local_model_writes_the_rest_of_a_reply_in_its_later_thread(ll
     assert len(later_threads) == 1 and _thread_nice(later_threads[0].native_id) == min(19, _thread_nice() + 10)
     tid = later_threads[0].native_id
     before = _thread_cpu_ticks(tid)
-    until = threading.Event()
-    urgent_until.set(until)
-    messages = [ChatMessage("user", "Tell me about the history of Paris in a few sentences.")]
     tokens = 0
+    can_wait.set(lambda: tokens >= 3)
+    messages = [ChatMessage("user", "Tell me about the history of Paris in a few sentences.")]
     async for _ in llm.stream(messages, max_tokens=40):
         tokens += 1
-        if tokens == 3:
-            until.set()
     assert tokens > 10
     assert _thread_cpu_ticks(tid) > before, "the later tokens were computed in the niced thread"
     assert llm._contexts.free_count == 1

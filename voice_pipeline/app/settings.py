@@ -147,8 +147,8 @@ class LlmSettings:
     served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt
     # serving = "in_process": a reply's tokens after its first speakable piece come from threads at
-    # this lower CPU priority (nice), so another session's first piece is not held back by them
-    # (docs/scaling.md); 0: one priority for every token.
+    # this lower CPU priority (nice) while enough of its audio is left to play (tts.later_lead_ms),
+    # so another session's first piece is not held back by them (docs/scaling.md); 0: one priority.
     later_nice: int = 10
 
     def threads_per_instance(self) -> int:
@@ -177,6 +177,10 @@ class TtsSettings:
     # Later pieces are synthesized by their own `workers` threads at this lower CPU priority (nice),
     # so a first piece never waits for them (engines/piper.py); 0: one pool for every piece.
     later_nice: int = 10
+    # A reply's work after its first piece (its later pieces, and with llm.later_nice its tokens)
+    # runs at the lower priority only while more than this much of its audio is left to play;
+    # below it, at full priority, so a busy CPU does not leave a gap in the reply (reply/pace.py).
+    later_lead_ms: int = 1500
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import AsyncIterator, Sequence
 from voice_pipeline.engines.base import ChatMessage
 from voice_pipeline.engines.registry import VOICE_LORA_PATH, smollm2_gguf
 from voice_pipeline.errors import ConfigError, EngineError
-from voice_pipeline.threads import ThreadOwnedPool, urgent_until
+from voice_pipeline.threads import ThreadOwnedPool, can_wait
 
 
 def voice_lora_path(variant: str) -> str:
@@ -44,9 +44,9 @@ class LlamaCppLlm:
         instances: int = 1,
         later_nice: int = 0,
     ) -> None:
-        """`later_nice` > 0: a reply's tokens after its first speakable piece are generated in
-        threads at that lower CPU priority (`urgent_until`): another session's first piece, whose
-        listener is waiting, goes first; these are needed only once the audio before them plays."""
+        """`later_nice` > 0: a reply's tokens are generated in threads at that lower CPU priority
+        while nobody waits on them (`can_wait`: its first piece is written and its audio is well
+        ahead of its playback): another session's first piece, whose listener is waiting, goes first."""
         import llama_cpp
 
         model_path = model_path or smollm2_gguf()
@@ -93,7 +93,7 @@ class LlamaCppLlm:
 
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]:
         chunks = self._contexts.stream(lambda llm: self._completion(llm, messages, max_tokens or self.max_tokens),
-                                       until=urgent_until.get())
+                                       can_wait=can_wait.get())
         try:
             async for chunk in chunks:
                 content = chunk["choices"][0]["delta"].get("content")

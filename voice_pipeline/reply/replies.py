@@ -259,7 +259,8 @@ class Replies:
         handle.event(EventKind.RESPONSE_CREATED, response_id=record.response_id)
         reply = Reply(record, turn.timeline, session_id=self.session_id, turn_id=turn.turn_id,
                       tts=self.engines.tts if config.audio_out else None, outbox=self.outbox,
-                      output_rate_hz=config.output_rate_hz, emit=handle.emit)
+                      output_rate_hz=config.output_rate_hz, emit=handle.emit,
+                      later_lead_ms=self.settings.tts.later_lead_ms)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
                          tts.stream_text)

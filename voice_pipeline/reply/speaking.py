@@ -8,7 +8,6 @@ task that runs `Reply.run` cancels both and closes the model streams.
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -20,7 +19,8 @@ from voice_pipeline.metrics import TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.reply.chunker import SpeakableChunker, clean_for_speech
 from voice_pipeline.session.outbox import Outbox
-from voice_pipeline.threads import urgent_until
+from voice_pipeline.reply.pace import ReplyPace
+from voice_pipeline.threads import can_wait
 
 if TYPE_CHECKING:
     from voice_pipeline.engines.fallback import FallbackRecord
@@ -82,9 +82,13 @@ class Reply:
         outbox: Outbox,
         output_rate_hz: int,
         emit: Callable[[ServerEvent], None],
+        later_lead_ms: float = 1500.0,
     ) -> None:
+        """`later_lead_ms`: the reply's work after its first piece runs at a lower CPU priority while
+        more than this much of its audio is left to play (`ReplyPace`)."""
         self.session_id, self.turn_id = session_id, turn_id
         self.record, self.timeline = record, timeline
+        self.pace = ReplyPace(timeline, later_lead_ms)
         self.tts, self.outbox = tts, outbox
         self.output_rate_hz = output_rate_hz
         self._emit = emit
@@ -142,9 +146,9 @@ class Reply:
     async def _write(self, llm: LanguageModel, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
         chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words)
         extra = {"record": plan.llm_record} if plan.llm_record is not None else {}
-        # The listener waits for the first piece; the tokens after it may yield to others' first ones.
-        first_piece_written = threading.Event()
-        urgent_until.set(first_piece_written)  # this task's context: seen by the LLM it streams from
+        # The listener waits for the first piece; the tokens after it may yield to others' first
+        # ones while enough of this reply's audio is left to play.
+        can_wait.set(self.pace.can_wait)  # this task's context: seen by the LLM it streams from
         stream = llm.stream(plan.messages, max_tokens=plan.max_tokens, **extra)
         try:
             async for delta in stream:
@@ -159,7 +163,7 @@ class Reply:
                 for piece in chunker.push(delta) if plan.stream_text else ():
                     self.timeline.mark("first_piece", now())
                     await pieces.put(piece)
-                    first_piece_written.set()
+                    self.pace.first_piece_written = True
         finally:
             await stream.aclose()  # type: ignore[attr-defined]  # engines stream from async generators
         rest = chunker.flush()
@@ -180,13 +184,15 @@ class Reply:
         resampler = StreamingResampler(self.tts.sample_rate_hz, self.output_rate_hz)
         while (text := await pieces.get()) is not None:
             spoken = SpokenPiece(clean_for_speech(text))
-            first = not self.record.pieces  # the piece the user is waiting for: ahead of others' later pieces
+            # The first piece, or one the playback is about to need: ahead of others' later pieces.
+            urgent = not self.record.pieces or not self.pace.can_wait()
             self.record.pieces.append(spoken)
-            async for audio in self.tts.synthesize(spoken.text, first=first):
+            async for audio in self.tts.synthesize(spoken.text, first=urgent):
                 self.timeline.mark("tts_first_audio", now())
                 # A piece's length is its TTS audio's: the resampler keeps positions but holds back a
                 # little, which reaches the outbox with the next piece (or the flush below).
                 spoken.audio_ms += 1000.0 * len(audio) / self.tts.sample_rate_hz
+                self.pace.audio_ms += 1000.0 * len(audio) / self.tts.sample_rate_hz
                 await self.outbox.add_audio(self.record.response_id, resampler.process(audio))
         tail = resampler.flush()
         if len(tail) and self.record.pieces:
