@@ -167,8 +167,9 @@ class Supervisor:
     def _start(self, worker: _Worker) -> None:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        env = {**WORKER_ENV_DEFAULTS, **os.environ, **self.env, ENV_RESTARTS: str(self.restarts), ENV_LAST_EXIT: self.last_exit,
-               ENV_READY_FD: str(write_fd), ENV_WORKERS: str(len(self._workers)), ENV_INDEX: str(worker.index)}
+        env = {**WORKER_ENV_DEFAULTS, **os.environ, **self.env,
+               ENV_RESTARTS: str(self.restarts), ENV_LAST_EXIT: self.last_exit, ENV_READY_FD: str(write_fd),
+               ENV_WORKERS: str(len(self._workers)), ENV_INDEX: str(worker.index)}
         try:
             worker.process = subprocess.Popen(self.worker_argv, env=env, pass_fds=(write_fd,),
                                               preexec_fn=die_with_parent)

@@ -18,8 +18,8 @@ from voice_pipeline.engines.base import ChatMessage, LanguageModel, TextToSpeech
 from voice_pipeline.metrics import TurnTimeline
 from voice_pipeline.protocol.events import EventKind, ServerEvent, now
 from voice_pipeline.reply.chunker import SpeakableChunker, clean_for_speech
-from voice_pipeline.session.outbox import Outbox
 from voice_pipeline.reply.pace import ReplyPace
+from voice_pipeline.session.outbox import Outbox
 from voice_pipeline.threads import can_wait
 
 if TYPE_CHECKING:
