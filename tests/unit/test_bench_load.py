@@ -16,7 +16,7 @@ from voice_pipeline.bench import procstat
 from voice_pipeline.bench.procstat import GpuSampler, ProcessMeter, gpu_summary, parse_nvidia_smi
 from voice_pipeline.bench.report import _concurrency_md
 from voice_pipeline.bench.server_system import _created_or_refused
-from voice_pipeline.bench.summary import STAGE_NAMES, concurrency_report, stage_shares
+from voice_pipeline.bench.summary import STAGE_NAMES, concurrency_report, playback_stalls, stage_shares
 from voice_pipeline.bench.systems import TurnSample
 
 
@@ -46,6 +46,16 @@ def test_stage_shares_add_up_over_the_answered_turns():
     assert sum(sh["share"] for sh in shares.values()) == pytest.approx(1.0, abs=0.01)
 
 
+def test_playback_stalls_count_the_turns_whose_audio_stopped_and_the_longest_stop():
+    smooth, stalled, not_measured = _turn(), _turn(), _turn("refused")
+    smooth.playback_gaps_ms, stalled.playback_gaps_ms = [], [120.0, 480.5]
+    assert playback_stalls([smooth, stalled, not_measured]) == {"turns_measured": 2, "turns_with_stall": 1,
+                                                                "longest_ms": 480.5}
+    table = "\n".join(_concurrency_md(concurrency_report([smooth, stalled], {"resources": {}}, limit_ms=2500.0),
+                                       {"concurrency": "c.png"}))
+    assert "| 1 of 2, longest 480.5 ms |" in table
+
+
 def test_a_level_with_no_answered_turn_has_no_shares():
     assert all(sh["share"] is None and sh["p50_ms"] is None for sh in stage_shares([_turn("refused")]).values())
 
@@ -59,7 +69,7 @@ def test_the_concurrency_report_counts_refusals_and_carries_shares_and_resources
     assert level["server_voice_to_voice_ms"]["count"] == 2
     assert report["max_sessions_within_limit"] == 0, "a level with refusals is not within the limit"
     table = "\n".join(_concurrency_md(report, {"concurrency": "c.png"}))
-    assert "| refused |" in table and "| 1 | 1.9 | n/a |" in table
+    assert "| refused | playback stalls |" in table and "| 1 | n/a | 1.9 | n/a |" in table  # no full replies here
     assert "| 4 | 1500.0 | 20 % (300.0) |" in table  # the shares table: server p50, then endpointing
 
 

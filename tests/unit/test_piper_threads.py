@@ -20,4 +20,5 @@ def test_the_voice_session_gets_the_thread_count_and_still_speaks():
     session = tts._voice.resources[0].session
     assert session.get_session_options().intra_op_num_threads == 1
     assert session.get_providers() == ["CPUExecutionProvider"]
-    assert tts._later.resources[0] is tts._voice.resources[0]
+    later = tts._later.resources[0].session  # the later pieces' lane: its own session, as many threads
+    assert later is not session and later.get_session_options().intra_op_num_threads == 1

@@ -126,6 +126,16 @@ class OverlapResult:
         return self.reply_status == "cancelled"
 
 
+async def _until_transcribed(client, since_t: float, timeout_s: float) -> None:
+    """Wait (at most `timeout_s`) for a transcription event that arrived after `since_t`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(t > since_t and e.get("type", "").startswith("conversation.item.input_audio_transcription.")
+               for t, e in client.received.events):
+            return
+        await asyncio.sleep(0.05)
+
+
 async def overlap_trial(url: str, kind: str, words: np.ndarray | None, text: str, rate_hz: int = 16_000,
                         question: np.ndarray | None = None, after_reply_s: float = 1.0,
                         timeout_s: float = 90.0, echo: bool | None = None, settle_s: float | None = None,
@@ -164,6 +174,10 @@ async def overlap_trial(url: str, kind: str, words: np.ndarray | None, text: str
                 finished = {"status": "continuing" if flowing else "stalled"}
                 await client.send({"type": "response.cancel"})
             await asyncio.sleep(0.3)
+            if kind == "barge_in" and mic.said_at:
+                # A long interruption cancels the reply before its words are transcribed: the record
+                # goes on until they are, so it shows them (or shows they never came).
+                await _until_transcribed(client, mic.said_at[-1], timeout_s=10.0)
         finally:
             done.set()
             await microphone
