@@ -123,7 +123,8 @@ def test_the_cpu_of_a_child_process_counts_as_the_servers():
 
 def test_the_busiest_thread_is_the_one_spinning_not_its_idle_main_thread():
     spin = ("import threading, time\n"
-            "def burn():\n    end = time.thread_time() + 0.4\n    while time.thread_time() < end: pass\n    time.sleep(30)\n"
+            "from voice_pipeline.threads import name_native_thread\n"
+            "def burn():\n    name_native_thread('burner')\n    end = time.thread_time() + 0.4\n    while time.thread_time() < end: pass\n    time.sleep(30)\n"
             "threading.Thread(target=burn).start(); time.sleep(30)\n")
     child = subprocess.Popen([sys.executable, "-c", spin])
     try:
@@ -134,7 +135,9 @@ def test_the_busiest_thread_is_the_one_spinning_not_its_idle_main_thread():
             time.sleep(0.05)
         top, *_ = meter.stop()["busiest_threads"]
         assert top["pid"] == child.pid and not top["main_thread"] and top["cores"] > 0
+        assert top["thread"] == "burner", "the thread's own name, as the pipeline's pools set theirs"
         assert procstat.busiest_summary({"busiest_threads": [top]}).startswith(f"{top['cores']} cores (")
+        assert procstat.busiest_summary({"busiest_threads": [top]}).endswith(", burner)")
         assert procstat.busiest_summary({}) == "n/a"
     finally:
         child.kill()

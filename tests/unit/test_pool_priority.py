@@ -57,6 +57,22 @@ def _thread_nice() -> int:
     return int(stat.rsplit(")", 1)[1].split()[16])
 
 
+async def test_a_pools_threads_carry_their_names_in_the_os():
+    import threading
+
+    pool = ThreadOwnedPool(["context"], thread_name_prefix="llm", later_nice=10)
+
+    def os_name(_context: str) -> tuple[str, str]:
+        tid = threading.get_native_id()
+        return threading.current_thread().name, open(f"/proc/self/task/{tid}/comm").read().strip()
+
+    python_name, os_name_seen = await pool.run(os_name)
+    assert python_name == os_name_seen == "llm_0"
+    later = [t for t in threading.enumerate() if t.name.startswith("llm-later")]
+    assert [open(f"/proc/self/task/{t.native_id}/comm").read().strip() for t in later] == ["llm-later_0"]
+    pool.close()
+
+
 async def test_a_niced_pool_runs_its_calls_at_the_lower_priority_and_a_plain_one_does_not():
     niced = ThreadOwnedPool(["voice"], thread_name_prefix="later", nice=10)
     plain = ThreadOwnedPool(["voice"], thread_name_prefix="first")

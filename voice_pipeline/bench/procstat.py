@@ -87,8 +87,16 @@ def busiest_threads(start: dict[tuple[int, int], float], end: dict[tuple[int, in
     """The threads that used the most CPU between two `thread_cpu_s` readings, in cores: one near
     1.0 is a serial lane that has saturated (a worker's event loop is its main thread)."""
     used = sorted(((cpu - start.get(key, 0.0), key) for key, cpu in end.items()), reverse=True)[:count]
-    return [{"process": process_name(pid), "pid": pid, "main_thread": pid == tid, "cores": round(cpu / wall_s, 2)}
-            for cpu, (pid, tid) in used]
+    return [{"process": process_name(pid), "pid": pid, "main_thread": pid == tid, "thread": thread_name(pid, tid),
+             "cores": round(cpu / wall_s, 2)} for cpu, (pid, tid) in used]
+
+
+def thread_name(pid: int, tid: int) -> str:
+    """A thread's OS name (the pipeline names its pools' threads: llm_0, tts-later_0, stt-batch_0, ...)."""
+    try:
+        return Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
 
 
 def busiest_summary(resources: dict) -> str:
@@ -97,7 +105,8 @@ def busiest_summary(resources: dict) -> str:
     if not threads:
         return "n/a"
     top = threads[0]
-    return f"{top['cores']} cores ({top['process']}{', main thread' if top['main_thread'] else ''})"
+    which = "main thread" if top["main_thread"] else top.get("thread", "")
+    return f"{top['cores']} cores ({top['process']}{', ' + which if which else ''})"
 
 
 def memory_kib(pid: int) -> dict[str, int]:

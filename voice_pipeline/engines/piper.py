@@ -18,7 +18,7 @@ from voice_pipeline.app.settings import TtsSettings
 from voice_pipeline.engines.onnx_device import CUDA, onnx_providers
 from voice_pipeline.engines.registry import piper_voice
 from voice_pipeline.errors import EngineError
-from voice_pipeline.threads import ThreadOwnedPool, lower_thread_priority
+from voice_pipeline.threads import ThreadOwnedPool, lower_thread_priority, name_native_thread
 
 
 def espeak_is_locked() -> bool:
@@ -61,6 +61,7 @@ def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int):
     loaded: list = []
 
     def load() -> None:
+        name_native_thread("tts-later-ort")  # the name its onnxruntime threads inherit
         lower_thread_priority(nice)
         try:
             loaded.append(load_voice(voice_name, device, threads))

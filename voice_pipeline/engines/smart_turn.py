@@ -102,11 +102,11 @@ class SmartTurnScorer:
     A call not yet started when its caller is cancelled never runs."""
 
     def __init__(self, model: SmartTurnModel, workers: int = 1) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from voice_pipeline.threads import named_thread_pool
 
         self.model = model
         self.name = model.name
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smart-turn")
+        self._executor = named_thread_pool(workers, "smart-turn")
 
     @classmethod
     def load(cls, model_path: str = "", n_threads: int = 2, device: str = "cpu") -> SmartTurnScorer:

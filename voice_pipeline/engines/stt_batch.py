@@ -27,13 +27,14 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from voice_pipeline.engines.base import Transcript
 from voice_pipeline.errors import EngineError
+from voice_pipeline.threads import named_thread_pool
 
 SAMPLE_RATE_HZ = 16_000
 _HEAD_SAMPLES = 8_000  # passes are grouped by their first 0.5 s before any full comparison
@@ -117,7 +118,7 @@ class SttBatcher:
         self.batch_max = max(1, batch_max)
         self.room = self.batch_max if room is None else max(0, room)
         self._runners = max(1, runners)
-        self._executor = ThreadPoolExecutor(max_workers=self._runners, thread_name_prefix="stt-batch")
+        self._executor = named_thread_pool(self._runners, "stt-batch")
         self._lock = threading.Lock()
         self._queue: list[QueuedPass] = []
         self._busy = 0  # runners inside `_run`

@@ -37,6 +37,7 @@ from voice_pipeline.engines.vad import (
     CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, ThreadedVad, load_silero_session, silero_model_path,
 )
 from voice_pipeline.errors import EngineError
+from voice_pipeline.threads import name_native_thread
 
 log = logging.getLogger("voice_pipeline.engines.vad_batch")
 
@@ -148,6 +149,7 @@ class BatchedVad:
     # -- the VAD thread ---------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        name_native_thread("vad-batch")
         while (batch := self._gather()) is not None:
             self._answer(batch)
             del batch  # holds the streams' states: not a moment longer than the call

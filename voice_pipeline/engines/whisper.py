@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from voice_pipeline.engines.registry import whisper_model_dir
 from voice_pipeline.engines.stt_batch import SttBatcher
 from voice_pipeline.engines.whisper_window import FittedWindowDecoder
 from voice_pipeline.errors import ConfigError, EngineError
+from voice_pipeline.threads import named_thread_pool
 
 
 def cuda_available() -> bool:
@@ -50,7 +51,7 @@ class WhisperStt:
             cpu_threads=settings.cpu_threads or (os.cpu_count() or 1),
             num_workers=workers,
         )
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt")
+        self._executor = named_thread_pool(workers, "stt")
         self._workers = workers
         self._in_flight = 0  # passes submitted and not yet finished (worker threads decrement it)
         self._count_lock = threading.Lock()
