@@ -88,7 +88,7 @@ class FakeTts:
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    async def synthesize(self, text: str, *, first: bool = False):
+    async def synthesize(self, text: str, *, urgent: bool = False):
         self.texts.append(text)
         samples = TTS_RATE_HZ * TTS_MS_PER_WORD // 1000 * len(text.split())
         yield np.full(samples, 0.2, dtype=np.float32)

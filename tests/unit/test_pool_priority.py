@@ -98,7 +98,7 @@ async def test_piper_speaks_a_first_piece_and_later_pieces_in_their_own_lanes():
     tts._voice = _Recording(tts._voice, "first")
     tts._later = _Recording(tts._later, "later")
     for text, first in (("Hello there.", True), ("And more words.", False)):
-        chunks = [chunk async for chunk in tts.synthesize(text, first=first)]
+        chunks = [chunk async for chunk in tts.synthesize(text, urgent=first)]
         assert chunks and len(chunks[0]) > 0
     assert _Recording.used == ["first", "later"]
     new = {tid: nice for tid, nice in _native_threads().items() if tid not in before}

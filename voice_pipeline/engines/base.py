@@ -56,10 +56,11 @@ class TextToSpeech(Protocol):
     name: str
     sample_rate_hz: int
 
-    def synthesize(self, text: str, *, first: bool = False) -> AsyncIterator[np.ndarray]:
-        """Yield mono float32 audio at `sample_rate_hz` for one speakable piece of text. `first`: a
-        reply's first piece, which someone is waiting to hear; later pieces have the audio before
-        them to play first, so an engine shared by sessions may serve a first piece ahead of them."""
+    def synthesize(self, text: str, *, urgent: bool = False) -> AsyncIterator[np.ndarray]:
+        """Yield mono float32 audio at `sample_rate_hz` for one speakable piece of text. `urgent`:
+        someone is waiting to hear it (a reply's first piece, or one its playback is about to
+        need); other pieces have audio before them to play first, so an engine shared by sessions
+        may serve urgent pieces ahead of them (reply/pace.py)."""
         ...
 
     async def warm_up(self) -> None: ...

@@ -9,7 +9,6 @@ slots until its synthesis has returned, however its consumer was cancelled."""
 from __future__ import annotations
 
 import os
-import threading
 from typing import AsyncIterator
 
 import numpy as np
@@ -18,7 +17,7 @@ from voice_pipeline.app.settings import TtsSettings
 from voice_pipeline.engines.onnx_device import CUDA, onnx_providers
 from voice_pipeline.engines.registry import piper_voice
 from voice_pipeline.errors import EngineError
-from voice_pipeline.threads import ThreadOwnedPool, lower_thread_priority, name_native_thread
+from voice_pipeline.threads import ThreadOwnedPool, named_thread_pool
 
 
 def espeak_is_locked() -> bool:
@@ -58,22 +57,11 @@ def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int):
     """`load_voice` from a thread at `nice`. onnxruntime makes the session's intra-op threads while
     loading, and a Linux thread starts with its creator's nice value: so every thread that computes
     this session's syntheses runs at `nice`, not only the one that calls it."""
-    loaded: list = []
-
-    def load() -> None:
-        name_native_thread("tts-later-ort")  # the name its onnxruntime threads inherit
-        lower_thread_priority(nice)
-        try:
-            loaded.append(load_voice(voice_name, device, threads))
-        except BaseException as exc:  # re-raised in the caller's thread
-            loaded.append(exc)
-
-    loader = threading.Thread(target=load, name="tts-later-load")
-    loader.start()
-    loader.join()
-    if isinstance(loaded[0], BaseException):
-        raise loaded[0]
-    return loaded[0]
+    loader = named_thread_pool(1, "tts-later-ort", nice)  # the name its onnxruntime threads inherit
+    try:
+        return loader.submit(load_voice, voice_name, device, threads).result()
+    finally:
+        loader.shutdown()
 
 
 def synthesis_threads(configured: int, workers: int) -> int:
@@ -107,9 +95,9 @@ class PiperTts:
         stat = os.stat(model)
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
 
-    async def synthesize(self, text: str, *, first: bool = False) -> AsyncIterator[np.ndarray]:
-        lane = self._voice if first else self._later
-        chunks = lane.stream(lambda voice: voice.synthesize(text, self._config), urgent=first)
+    async def synthesize(self, text: str, *, urgent: bool = False) -> AsyncIterator[np.ndarray]:
+        lane = self._voice if urgent else self._later
+        chunks = lane.stream(lambda voice: voice.synthesize(text, self._config), urgent=urgent)
         try:
             async for chunk in chunks:
                 yield chunk.audio_float_array
@@ -121,6 +109,6 @@ class PiperTts:
     async def warm_up(self) -> None:
         """One synthesis in each lane: onnxruntime's first run, and both lanes' threads exist before
         the first session (a thread made later would look like a leak to the storm test)."""
-        for first in (True, False):
-            async for _ in self.synthesize("Ready.", first=first):
+        for urgent in (True, False):
+            async for _ in self.synthesize("Ready.", urgent=urgent):
                 pass

@@ -25,7 +25,6 @@ import logging
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ from voice_pipeline.engines.vad import (
     CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, ThreadedVad, load_silero_session, silero_model_path,
 )
 from voice_pipeline.errors import EngineError
-from voice_pipeline.threads import name_native_thread
+from voice_pipeline.threads import name_native_thread, named_thread_pool
 
 log = logging.getLogger("voice_pipeline.engines.vad_batch")
 
@@ -271,5 +270,5 @@ def vad_streams(batch: bool, wait_ms: float, device: str = "cpu") -> Callable[[]
     (on `device`), or (false) a SileroVad of its own, called on one shared VAD thread (CPU)."""
     if batch:
         return BatchedVad(wait_ms=wait_ms, device=device).stream
-    session, executor = load_silero_session(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+    session, executor = load_silero_session(), named_thread_pool(1, "vad")
     return lambda: ThreadedVad(SileroVad(session), executor)

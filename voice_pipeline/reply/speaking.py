@@ -187,12 +187,13 @@ class Reply:
             # The first piece, or one the playback is about to need: ahead of others' later pieces.
             urgent = not self.record.pieces or not self.pace.can_wait()
             self.record.pieces.append(spoken)
-            async for audio in self.tts.synthesize(spoken.text, first=urgent):
+            async for audio in self.tts.synthesize(spoken.text, urgent=urgent):
                 self.timeline.mark("tts_first_audio", now())
                 # A piece's length is its TTS audio's: the resampler keeps positions but holds back a
                 # little, which reaches the outbox with the next piece (or the flush below).
-                spoken.audio_ms += 1000.0 * len(audio) / self.tts.sample_rate_hz
-                self.pace.audio_ms += 1000.0 * len(audio) / self.tts.sample_rate_hz
+                audio_ms = 1000.0 * len(audio) / self.tts.sample_rate_hz
+                spoken.audio_ms += audio_ms
+                self.pace.audio_ms += audio_ms
                 await self.outbox.add_audio(self.record.response_id, resampler.process(audio))
         tail = resampler.flush()
         if len(tail) and self.record.pieces:
