@@ -4,12 +4,18 @@ Works with vLLM, llama.cpp's server, llama-cpp-python's server and hosted APIs. 
 (connect refused, timeout, HTTP error, an unparsable chunk, a stream cut before it finished)
 raises `EngineError("llm", ...)`. Closing the iterator closes the HTTP response, which stops the
 server generating. The API key and the messages are never logged or put in error messages.
+
+Requests reuse pooled keep-alive connections. A server may close one just as a request is sent on
+it (llama-server closes idle ones and, like any cpp-httplib server, some after a number of
+requests): that request failed before any response, so it is sent once more on a new connection
+instead of costing the user a reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import asynccontextmanager
 from typing import AsyncIterator, Sequence
 
 import aiohttp
@@ -18,6 +24,9 @@ from voice_pipeline.engines.base import ChatMessage
 from voice_pipeline.errors import EngineError
 
 _DONE = "[DONE]"
+# A pooled connection the server had closed: the request never reached it (a refused connect,
+# ClientConnectorError, is a down server and is not retried here).
+_STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class OpenAICompatLLM:
@@ -85,9 +94,7 @@ class OpenAICompatLLM:
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]:
         body = self._body(messages, max_tokens)
         try:
-            async with self._client().post(self.url, json=body, headers=self._headers, timeout=self._timeout) as response:
-                if response.status >= 400:
-                    raise EngineError("llm", f"{self.name}: HTTP {response.status} {response.reason}")
+            async with self._post(body) as response:
                 async for text in _read_sse(response, self.name):
                     yield text
         except EngineError:
@@ -96,6 +103,26 @@ class OpenAICompatLLM:
             raise EngineError("llm", f"{self.name}: timed out") from exc
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: an SSE line over aiohttp's limit
             raise EngineError("llm", f"{self.name}: {type(exc).__name__}") from exc
+
+    @asynccontextmanager
+    async def _post(self, body: dict) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST `body`; the response, once its status is known to be a success. Sent a second time,
+        on a new connection, when the first try died before any response (a stale keep-alive
+        connection); aiohttp's errors pass through for the callers to turn into EngineError."""
+        for attempt in (1, 2):
+            try:
+                response = await self._client().post(self.url, json=body, headers=self._headers,
+                                                     timeout=self._timeout)
+                break
+            except aiohttp.ClientConnectorError:
+                raise
+            except _STALE_CONNECTION:
+                if attempt == 2:
+                    raise
+        async with response:  # leaving early closes an unfinished response's connection: generation stops
+            if response.status >= 400:
+                raise EngineError("llm", f"{self.name}: HTTP {response.status} {response.reason}")
+            yield response
 
     def request_body(self, wire_messages: list[dict], max_tokens: int | None, **extra: object) -> dict:
         """A streaming chat-completions body for messages already in wire form (tool calling adds `tools`)."""
@@ -106,9 +133,7 @@ class OpenAICompatLLM:
         """POST `body` and yield each parsed stream chunk (for callers that need more than the text:
         tool calls); failures raise EngineError as in `stream`."""
         try:
-            async with self._client().post(self.url, json=body, headers=self._headers, timeout=self._timeout) as response:
-                if response.status >= 400:
-                    raise EngineError("llm", f"{self.name}: HTTP {response.status} {response.reason}")
+            async with self._post(body) as response:
                 finished = False
                 async for raw in response.content:
                     line = raw.decode("utf-8", errors="replace").strip()
