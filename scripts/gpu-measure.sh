@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14's GPU measurement in one call on the lent machine (../shared/gpu/README.md), after
-# `source .gpu/unpack.sh`: the concurrency sweep with the defaults and a hang-up storm, then the
-# sweep again with SECOND_ENV, the LLM in a CUDA llama-server.
+# `source .gpu/unpack.sh`: the LLM alone under concurrency (scripts/llm_slots_bench.py), the
+# concurrency sweep with the defaults and a hang-up storm, then the sweep again with SECOND_ENV, the
+# LLM in a CUDA llama-server. With py-spy on the PATH, each worker's Python stacks are sampled for
+# 15 s once the default sweep's last level starts (where the workers spend their time under load).
 #
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
@@ -12,13 +14,15 @@
 # "VP_SERVER_WORKERS=8": twice the default workers on 16 cores; empty: no second sweep),
 # SECOND_LEVELS (default LEVELS), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
 # Writes $OUT/results.tgz (both sweeps' reports, levels.jsonl and logs, nvidia-smi samples),
-# $OUT/default.md, $OUT/second.md, $OUT/env.txt (and $OUT/vad_cpu.txt). Piper takes CUDA when
+# $OUT/default.md, $OUT/second.md, $OUT/env.txt, $OUT/llm_slots.txt (and $OUT/vad_cpu.txt,
+# $OUT/pyspy-<pid>.txt). Piper takes CUDA when
 # onnxruntime-gpu is there (tts.device auto); the VAD and Smart Turn stay on the CPU (vad.device).
 # Each sweep has its own time limit; one stopped by it still summarizes the levels it finished.
 set -uo pipefail
 : "${OUT:?set OUT to the output directory}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+export PATH="/tmp/site/bin:$PATH"  # py-spy, where .gpu/unpack.sh installs the carried wheels
 WORK="$(mktemp -d -t vp-gpu-XXXXXX)"
 LEVELS="${LEVELS:-16,32,64}"
 SECOND_ENV="${SECOND_ENV-VP_SERVER_WORKERS=8}"
@@ -46,6 +50,25 @@ fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 \
   > "$WORK/nvidia-smi.csv" 2>&1 &
 SMI_PID=$!
+
+# The LLM server alone: first token, 20th token and token gaps at 1, 16 and 64 replies at once
+timeout 75 python3 scripts/llm_slots_bench.py --levels 1,16,64 --rounds 2 --out "$OUT/llm_slots.json" \
+  > "$OUT/llm_slots.txt" 2>&1
+# Each worker's stacks (py-spy's collapsed format) during the last level of the default sweep
+spy_last_level() {
+  local before_last; before_last=$(echo "$LEVELS" | tr ',' '\n' | sort -n | tail -2 | head -1)
+  for _ in $(seq 240); do
+    grep -q "N=$before_last:" "$WORK/default/sweep.log" 2>/dev/null && break
+    sleep 1
+  done
+  sleep 5
+  for pid in $(pgrep -f -- '--worker'); do
+    timeout 25 py-spy record --pid "$pid" --duration 15 --rate 50 --nonblocking --format raw \
+      --output "$OUT/pyspy-$pid.txt" > /dev/null 2>&1 &
+  done
+  wait
+}
+if command -v py-spy > /dev/null; then spy_last_level & fi
 
 LEVELS="$LEVELS" STORM_LEVELS="${STORM_LEVELS:-64}" STORM_S="${STORM_S:-20}" BUDGET_S=240 OUT="$WORK/default" scripts/gpu-sweep.sh
 cp "$WORK/default/summary.md" "$OUT/default.md" 2>/dev/null
