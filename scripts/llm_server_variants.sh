@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Which llama-server setting sets the token pace at many replies at once (issue "Serve many
+# conversations"): one llama-server per variant, started with the argv `serve` uses
+# (engines/llama_server_cmd.py) plus the variant's flags, then scripts/llm_slots_bench.py against
+# it, and the server's CPU seconds per thread over the probe.
+#
+#   LLAMA_SERVER_BIN=<binary> OUT=<dir> scripts/llm_server_variants.sh
+#
+# Environment: SLOTS (default 64), LEVELS (default 1,64), ROUNDS (default 2), VARIANTS (names from
+# the list below, default all). VP_LLM_* as for serve (n_gpu_layers, n_threads).
+set -uo pipefail
+: "${OUT:?set OUT}" "${LLAMA_SERVER_BIN:?set LLAMA_SERVER_BIN}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+SLOTS="${SLOTS:-64}" LEVELS="${LEVELS:-1,64}" ROUNDS="${ROUNDS:-2}"
+declare -A FLAGS=([base]="" [no_lora]="NO_LORA" [greedy]="" [backend_sampling]="-bs" [flash_attn]="-fa on"
+                  [kv_unified]="-kvu" [poll0]="--poll 0")
+declare -A TEMPERATURE=([greedy]=0)
+VARIANTS="${VARIANTS:-base greedy backend_sampling no_lora flash_attn kv_unified poll0}"
+for name in $VARIANTS; do
+  port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mapfile -t argv < <(VP_LLM_SERVER_SLOTS=$SLOTS "$PYTHON" -c '
+import sys
+from voice_pipeline.app.settings import Settings
+from voice_pipeline.engines.llama_server import MODEL_ALIAS
+from voice_pipeline.engines.llama_server_cmd import server_argv
+argv = server_argv(Settings.load().llm, sys.argv[1], "127.0.0.1", int(sys.argv[2]), MODEL_ALIAS)
+if sys.argv[3] == "NO_LORA" and "--lora" in argv:
+    i = argv.index("--lora"); del argv[i:i + 2]
+print("\n".join(argv))' "$LLAMA_SERVER_BIN" "$port" "${FLAGS[$name]}")
+  extra=(); [ "${FLAGS[$name]}" != NO_LORA ] && read -r -a extra <<< "${FLAGS[$name]}"
+  "${argv[@]}" "${extra[@]}" > "$OUT/$name.server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 120); do
+    "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+      "http://127.0.0.1:$port/health" 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.5
+  done
+  VP_LLM_SERVING=url VP_LLM_URL="http://127.0.0.1:$port/v1" VP_LLM_TEMPERATURE="${TEMPERATURE[$name]:-0.3}" \
+    timeout 90 "$PYTHON" scripts/llm_slots_bench.py --levels "$LEVELS" --rounds "$ROUNDS" --out "$OUT/$name.json" \
+    > "$OUT/$name.txt" 2>&1
+  { echo "== $name: ${FLAGS[$name]} (temperature ${TEMPERATURE[$name]:-0.3})"; grep " at once" "$OUT/$name.txt"
+    echo "server CPU s per thread (busiest 4):" $(for t in /proc/$pid/task/*; do
+      awk '{printf "%.1f\n", ($14 + $15) / 100}' "$t/stat"; done | sort -nr | head -4); } | tee -a "$OUT/variants.txt"
+  kill $pid; wait $pid 2>/dev/null
+done
