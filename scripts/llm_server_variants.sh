@@ -15,8 +15,9 @@ cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 SLOTS="${SLOTS:-64}" LEVELS="${LEVELS:-1,64}" ROUNDS="${ROUNDS:-2}"
 declare -A FLAGS=([base]="" [no_lora]="NO_LORA" [greedy]="" [backend_sampling]="-bs" [flash_attn]="-fa on"
-                  [kv_unified]="-kvu" [poll0]="--poll 0")
-declare -A TEMPERATURE=([greedy]=0)
+                  [kv_unified]="-kvu" [poll0]="--poll 0" [kvu_fa]="-kvu -fa on" [kvu_greedy]="-kvu"
+                  [kvu_ub2048]="-kvu -ub 2048" [kvu_t1]="-kvu -t 1 -tb 1" [kvu_fa_ub2048]="-kvu -fa on -ub 2048")
+declare -A TEMPERATURE=([greedy]=0 [kvu_greedy]=0)
 VARIANTS="${VARIANTS:-base greedy backend_sampling no_lora flash_attn kv_unified poll0}"
 for name in $VARIANTS; do
   port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
