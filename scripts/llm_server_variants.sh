@@ -16,7 +16,8 @@ PYTHON="${PYTHON:-python3}"
 SLOTS="${SLOTS:-64}" LEVELS="${LEVELS:-1,64}" ROUNDS="${ROUNDS:-2}"
 declare -A FLAGS=([base]="" [no_lora]="NO_LORA" [greedy]="" [backend_sampling]="-bs" [flash_attn]="-fa on"
                   [kv_unified]="-kvu" [poll0]="--poll 0" [kvu_fa]="-kvu -fa on" [kvu_greedy]="-kvu"
-                  [kvu_ub2048]="-kvu -ub 2048" [kvu_t1]="-kvu -t 1 -tb 1" [kvu_fa_ub2048]="-kvu -fa on -ub 2048")
+                  [kvu_ub2048]="-kvu -ub 2048" [kvu_t1]="-kvu -t 1 -tb 1" [kvu_fa_ub2048]="-kvu -fa on -ub 2048"
+                  [no_kvu]="-no-kvu" [kvu_cram0]="-kvu --cache-ram 0" [no_kvu_cram0]="-no-kvu --cache-ram 0")
 declare -A TEMPERATURE=([greedy]=0 [kvu_greedy]=0)
 VARIANTS="${VARIANTS:-base greedy backend_sampling no_lora flash_attn kv_unified poll0}"
 for name in $VARIANTS; do

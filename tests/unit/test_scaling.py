@@ -272,9 +272,13 @@ def test_llama_server_command_line_keeps_the_voice_lora_and_gives_each_slot_the_
     assert argv[0] == "/bin/llama-server" and value("--parallel") == "4" and value("--threads") == "2"
     assert value("--ctx-size") == str(4 * settings.llm.n_ctx) and value("--alias") == "local"
     assert value("--lora").endswith(".gguf") and "--cont-batching" in argv and "--no-webui" in argv
+    assert "--kv-unified" in argv, "one KV cache for all slots: the faster token pace with many slots"
     settings.llm.variant, settings.llm.server_slots, settings.llm.instances = "base", 0, 3
     argv = server_argv(settings.llm, "/bin/llama-server", "127.0.0.1", 9999, "local")
     assert "--lora" not in argv and value("--parallel") == "3", "0 slots: llm.instances"
+    settings.llm.server_kv_unified = False
+    argv = server_argv(settings.llm, "/bin/llama-server", "127.0.0.1", 9999, "local")
+    assert "--no-kv-unified" in argv and "--kv-unified" not in argv
 
 
 def test_llama_server_binary_from_the_setting_the_environment_or_the_build_cache(tmp_path, monkeypatch):
