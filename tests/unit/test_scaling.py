@@ -273,6 +273,7 @@ def test_llama_server_command_line_keeps_the_voice_lora_and_gives_each_slot_the_
     assert value("--ctx-size") == str(4 * settings.llm.n_ctx) and value("--alias") == "local"
     assert value("--lora").endswith(".gguf") and "--cont-batching" in argv and "--no-webui" in argv
     assert "--kv-unified" in argv, "one KV cache for all slots: the faster token pace with many slots"
+    assert value("--cache-ram") == "0", "no host prompt cache: it held first tokens back under load"
     settings.llm.variant, settings.llm.server_slots, settings.llm.instances = "base", 0, 3
     argv = server_argv(settings.llm, "/bin/llama-server", "127.0.0.1", 9999, "local")
     assert "--lora" not in argv and value("--parallel") == "3", "0 slots: llm.instances"

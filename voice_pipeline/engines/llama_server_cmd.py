@@ -64,7 +64,8 @@ def server_argv(llm, binary: str, host: str, port: int, alias: str) -> list[str]
             # Warnings and errors only: its info lines (per request) are noise in our log, and a
             # prompt's text is never logged at these levels (nor at info).
             "--log-verbosity", "2",
-            "--kv-unified" if llm.server_kv_unified else "--no-kv-unified"]
+            "--kv-unified" if llm.server_kv_unified else "--no-kv-unified",
+            "--cache-ram", str(llm.server_cache_ram_mib)]
     if llm.n_gpu_layers >= 0:  # else llama-server's "auto": as many layers as fit (CUDA builds only)
         argv += ["--n-gpu-layers", str(llm.n_gpu_layers)]
     lora = llm.lora_path or voice_lora_path(llm.variant)
