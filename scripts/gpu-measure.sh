@@ -8,10 +8,12 @@
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
 # The binary: scripts/build-llama-server.sh --cuda --cuda-arch 90 --portable, built on any machine
-# with nvcc and carried over (EXTRA= in bundle.sh). Environment: OUT (required), LEVELS (default
+# with nvcc and carried over (EXTRA= in bundle.sh). Carry pipecat-ai too (GPU_WHEELS in bundle.sh):
+# without it there is no Smart Turn and the end of turn falls back to the text model alone. Environment: OUT (required), LEVELS (default
 # 16,32,64), STORM_LEVELS (default 64), ITEMS_PER_SESSION (default 1), SLOTS (llama-server's
-# parallel slots, default 64), SECOND_ENV (settings of the second sweep, default
-# "VP_SERVER_WORKERS=8": twice the default workers on 16 cores; empty: no second sweep),
+# parallel slots, default 64), WORKERS (pipeline workers, default 8: better than 4 on the H200 run),
+# SECOND_ENV (settings of the second sweep, default "VP_TTS_DEVICE=cpu": Piper on the cores
+# instead of CUDA, where it set the 64-session figure on the H200; empty: no second sweep),
 # SECOND_LEVELS (default LEVELS), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
 # Writes $OUT/results.tgz (both sweeps' reports, levels.jsonl and logs, nvidia-smi samples),
 # $OUT/default.md, $OUT/second.md, $OUT/env.txt, $OUT/llm_slots.txt (and $OUT/vad_cpu.txt,
@@ -25,7 +27,8 @@ cd "$ROOT"
 export PATH="/tmp/site/bin:$PATH"  # py-spy, where .gpu/unpack.sh installs the carried wheels
 WORK="$(mktemp -d -t vp-gpu-XXXXXX)"
 LEVELS="${LEVELS:-16,32,64}"
-SECOND_ENV="${SECOND_ENV-VP_SERVER_WORKERS=8}"
+SECOND_ENV="${SECOND_ENV-VP_TTS_DEVICE=cpu}"
+export VP_SERVER_WORKERS="${VP_SERVER_WORKERS:-${WORKERS:-8}}"
 SECOND_LEVELS="${SECOND_LEVELS:-$LEVELS}"
 export ITEMS_PER_SESSION="${ITEMS_PER_SESSION:-1}"
 # The LLM wholly on the GPU, one slot per session, few CPU threads (the GPU does the work).
