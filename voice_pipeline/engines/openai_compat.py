@@ -6,8 +6,8 @@ raises `EngineError("llm", ...)`. Closing the iterator closes the HTTP response,
 server generating. The API key and the messages are never logged or put in error messages.
 
 Requests reuse pooled keep-alive connections. A server may close one just as a request is sent on
-it (llama-server closes idle ones and, like any cpp-httplib server, some after a number of
-requests): that request failed before any response, so it is sent once more on a new connection
+it (llama-server closes a connection idle for 5 s, or after 100 requests; aiohttp keeps idle ones
+for 15 s): that request failed before any response, so it is sent once more on a new connection
 instead of costing the user a reply.
 """
 
