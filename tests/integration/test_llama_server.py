@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -150,3 +151,33 @@ def _slots_warm(servers: ModelServers) -> bool:
             return all(slot.get("n_prompt_tokens", 0) > 0 for slot in json.load(response))
     except OSError:
         return False
+
+
+def test_the_llm_probe_reports_each_level_of_replies_at_once(servers, tmp_path):
+    """scripts/llm_slots_bench.py (the LLM alone under concurrency) against the running server."""
+    out = tmp_path / "probe.json"
+    env = {**os.environ, "VP_LLM_SERVING": "url", "VP_LLM_URL": servers.urls[0], "VP_LLM_MAX_TOKENS": "24"}
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "llm_slots_bench.py"), "--levels", "1,2",
+                           "--rounds", "1", "--out", str(out)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    levels = json.loads(out.read_text())["levels"]
+    assert [(level["sessions"], level["replies"]) for level in levels] == [(1, 1), (2, 2)]
+    for level in levels:
+        assert level["tokens"] >= level["replies"] and level["tokens_per_s"] > 0
+        assert level["first_token_ms"]["p50"] is not None and level["token_gap_ms"]["p50"] is not None
+        assert set(level["token_20_ms"]) == {"p50", "p95", "n"} and level["client_cpu_ms_per_reply"] >= 0
+    assert "2 at once: first token p50" in done.stdout
+
+
+def test_the_llama_server_variants_script_compares_settings(tmp_path):
+    """scripts/llm_server_variants.sh: each variant's server is started, probed and reported."""
+    env = {**os.environ, "OUT": str(tmp_path), "LLAMA_SERVER_BIN": _binary(), "PYTHON": sys.executable,
+           "SLOTS": "2", "LEVELS": "2", "ROUNDS": "1", "VARIANTS": "base kvu_cram0", "VP_LLM_N_THREADS": "2",
+           "VP_LLM_MAX_TOKENS": "16"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "llm_server_variants.sh")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (tmp_path / "variants.txt").read_text()
+    assert "== base:" in report and "== kvu_cram0: -kvu --cache-ram 0" in report
+    assert report.count("2 at once: first token p50") == 2 and report.count("server CPU s per thread") == 2
