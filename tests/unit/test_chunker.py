@@ -59,3 +59,27 @@ def test_tokens_split_inside_words_are_joined():
 @pytest.mark.parametrize("text, spoken", [("`code`", "code"), ("# Title", " Title"), ("a > b", "a  b")])
 def test_clean_for_speech(text, spoken):
     assert clean_for_speech(text) == spoken
+
+
+def test_a_long_first_sentence_is_cut_before_a_phrase_and_spoken_with_a_pause():
+    pieces = run("Romeo and Juliet were killed in the tomb of the Capulets. It is sad.", first_max_words=8)
+    assert pieces == ["Romeo and Juliet were killed,", "in the tomb of the Capulets.", "It is sad."]
+    # only the first piece: later long sentences wait for their end (or max_words)
+    assert run("Yes. Romeo and Juliet were killed in the tomb of the Capulets.", first_max_words=8) == [
+        "Yes.", "Romeo and Juliet were killed in the tomb of the Capulets."]
+
+
+def test_the_phrase_cut_keeps_a_short_subject_numbers_and_short_sentences_whole():
+    assert run("The tallest mountain in the world is Mount Everest in Nepal.", first_max_words=8)[0] == (
+        "The tallest mountain in the world is Mount Everest,")  # not "The tallest mountain,"
+    assert run("About three hundred and forty nine million and ten kilometers.", first_max_words=8) == [
+        "About three hundred and forty nine million and ten kilometers."]
+    assert run("William Shakespeare wrote it in the year fifteen ninety five.", first_max_words=0) == [
+        "William Shakespeare wrote it in the year fifteen ninety five."]
+    assert run("It is a fine day in Paris.", first_max_words=8) == ["It is a fine day in Paris."]
+
+
+def test_a_phrase_cut_needs_the_whole_word_not_a_prefix():
+    chunker = SpeakableChunker(first_max_words=8)
+    assert chunker.push("The tallest peak of the whole old world in") == []  # "in" may be "inside"
+    assert chunker.push("side the park. ") == ["The tallest peak of the whole old world inside the park."]

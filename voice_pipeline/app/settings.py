@@ -171,6 +171,9 @@ class TtsSettings:
     length_scale: float = 1.0
     output_sample_rate: int = 22_050
     first_piece_min_words: int = 3
+    # A first sentence still running at this many words is cut before a phrase-starting word (and,
+    # in, because...) and spoken with a clause's pause (reply/chunker.py); 0: only at a clause end.
+    first_piece_max_words: int = 8
     piece_min_words: int = 8
     stream_text: bool = True  # false: wait for the whole LLM reply before synthesizing (a benchmark baseline)
     pacing_lead_ms: int = 200

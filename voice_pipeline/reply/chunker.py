@@ -4,6 +4,11 @@ Pure and incremental: push text deltas, get back pieces that are ready to be syn
 - A sentence end (. ! ? or a newline, then white space) always closes a piece.
 - A clause end (, ; : or a dash, then white space) closes the *first* piece once it has
   `first_min_words` words, and a later piece once it has `min_words` words.
+- A first piece still running at `first_max_words` words is cut before the last word so far that
+  starts a phrase (and, because, in, with...) at least five words in (past a short subject: not
+  "The tallest mountain, in the world..."), and ends in a comma so the voice pauses as at a clause
+  end: a long first sentence no longer makes the listener wait for all of its words and their
+  synthesis.
 - A piece that reaches `max_words` is cut at the last space.
 Markdown marks, list bullets and emoji are removed: they cannot be spoken.
 """
@@ -23,6 +28,12 @@ _URL = re.compile(r"https?://\S+")
 _SENTENCE_END = ".!?"
 _CLAUSE_END = ",;:\u2014\u2013"
 _CLOSERS = "*_`\"')]\u201d\u2019"
+# Words that begin a phrase a speaker may pause before ("of" and "to" bind too tightly to cut).
+_PHRASE_STARTS = {"and", "but", "or", "so", "because", "when", "while", "where", "which", "who", "if",
+                  "than", "in", "on", "at", "from", "with", "without", "into", "during", "for", "after",
+                  "before", "until", "since", "by", "like"}
+_NUMBER_WORDS = {"hundred", "thousand", "million", "billion", "trillion"}  # "three hundred and five"
+_PHRASE_CUT_MIN_WORDS = 5
 
 
 def clean_for_speech(text: str) -> str:
@@ -34,8 +45,11 @@ def clean_for_speech(text: str) -> str:
 
 
 class SpeakableChunker:
-    def __init__(self, first_min_words: int = 3, min_words: int = 8, max_words: int = 40) -> None:
+    def __init__(self, first_min_words: int = 3, min_words: int = 8, max_words: int = 40,
+                 first_max_words: int = 0) -> None:
+        """`first_max_words` 0: a first piece is cut only where a clause or sentence ends."""
         self.first_min_words = first_min_words
+        self.first_max_words = first_max_words
         self.min_words = min_words
         self.max_words = max_words
         self._buffer = ""
@@ -58,10 +72,16 @@ class SpeakableChunker:
 
     def _next_piece(self) -> str | None:
         cut = self._find_cut()
+        pause = False
+        if cut is None and self._pieces_out == 0 and self.first_max_words:
+            cut = self._phrase_cut()
+            pause = cut is not None
         if cut is None:
             return None
         raw, self._buffer = self._buffer[:cut], self._buffer[cut:]
         piece = _normalise(clean_for_speech(raw))
+        if pause and piece and piece[-1].isalnum():
+            piece += ","
         if not _speakable(piece):
             return self._next_piece() if self._buffer else None
         self._pieces_out += 1
@@ -85,6 +105,19 @@ class SpeakableChunker:
         if _word_count(text) > self.max_words:
             space = text.rstrip().rfind(" ")
             return space + 1 if space > 0 else None
+        return None
+
+
+    def _phrase_cut(self) -> int | None:
+        """Where to cut a first piece that has reached `first_max_words` whole words with no clause
+        end: before the last phrase-starting word so far, or nowhere yet."""
+        words = [(m.start(), m.group().lower().strip(_CLOSERS)) for m in re.finditer(r"\S+(?=\s)", self._buffer)]
+        if len(words) < self.first_max_words:
+            return None
+        for index in range(len(words) - 1, _PHRASE_CUT_MIN_WORDS - 1, -1):
+            start, word = words[index]
+            if word in _PHRASE_STARTS and not (word == "and" and words[index - 1][1] in _NUMBER_WORDS):
+                return start
         return None
 
 

@@ -263,7 +263,7 @@ class Replies:
                       later_lead_ms=self.settings.tts.later_lead_ms)
         tts = self.settings.tts
         plan = ReplyPlan(messages, self.settings.llm.max_tokens, tts.first_piece_min_words, tts.piece_min_words,
-                         tts.stream_text)
+                         tts.stream_text, first_piece_max_words=tts.first_piece_max_words)
         status, reason, level = ReplyStatus.COMPLETED, None, Level.NONE
         try:
             try:

@@ -68,6 +68,7 @@ class ReplyPlan:
     piece_min_words: int = 8
     stream_text: bool = True  # False: the whole reply is written before any of it is spoken
     llm_record: FallbackRecord | None = None  # filled in by a cascading LLM
+    first_piece_max_words: int = 0  # 0: a first piece ends at a clause end only (reply/chunker.py)
 
 
 class Reply:
@@ -144,7 +145,8 @@ class Reply:
         await self.outbox.add_audio(self.record.response_id, out)
 
     async def _write(self, llm: LanguageModel, plan: ReplyPlan, pieces: asyncio.Queue[str | None]) -> None:
-        chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words)
+        chunker = SpeakableChunker(first_min_words=plan.first_piece_min_words, min_words=plan.piece_min_words,
+                                   first_max_words=plan.first_piece_max_words)
         extra = {"record": plan.llm_record} if plan.llm_record is not None else {}
         # The listener waits for the first piece; the tokens after it may yield to others' first
         # ones while enough of this reply's audio is left to play.
