@@ -107,7 +107,6 @@ class SpeakableChunker:
             return space + 1 if space > 0 else None
         return None
 
-
     def _phrase_cut(self) -> int | None:
         """Where to cut a first piece that has reached `first_max_words` whole words with no clause
         end: before the last phrase-starting word so far, or nowhere yet."""
