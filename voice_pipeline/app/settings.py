@@ -178,10 +178,11 @@ class TtsSettings:
     stream_text: bool = True  # false: wait for the whole LLM reply before synthesizing (a benchmark baseline)
     pacing_lead_ms: int = 200
     frame_ms: int = 40
-    # Syntheses at once (one voice; piper locks its espeak calls itself; a reply's first piece goes
-    # ahead of others' later pieces). Default: one per four cores, at least 1 (on 2 cores 1 and 2
-    # measured the same at 6 sessions).
-    workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 4))
+    # Syntheses at once in each lane (one voice; piper locks its espeak calls itself; a reply's first
+    # piece goes ahead of others' later pieces). Default: one per four cores, at least 2: on 2 cores
+    # at 6 sessions a first piece otherwise waits behind another reply's piece that its playback is
+    # about to need (docs/scaling.md, measured 2026-11-28).
+    workers: int = field(default_factory=lambda: max(2, (os.cpu_count() or 1) // 4))
     # onnxruntime threads of the voice's session, shared by those syntheses; 0: the cores shared
     # out among the server's worker processes (onnxruntime alone would take every core in each).
     threads: int = 0
