@@ -7,7 +7,10 @@
 #   LLAMA_SERVER_BIN=<binary> OUT=<dir> scripts/llm_server_variants.sh
 #
 # Environment: SLOTS (default 64), LEVELS (default 1,64), ROUNDS (default 2), VARIANTS (names from
-# the list below, default all). VP_LLM_* as for serve (n_gpu_layers, n_threads).
+# the list below). VP_LLM_* as for serve (n_gpu_layers, n_threads). `base` is serve's argv as it is
+# now, with the unified KV cache and no host prompt cache (its defaults since the H200 run these
+# variants measured, docs/benchmarks.md); `before` gives the earlier behaviour back (llama-server's
+# own defaults: a KV cache per slot, 8 GiB of host prompt cache; a later flag wins over serve's).
 set -uo pipefail
 : "${OUT:?set OUT}" "${LLAMA_SERVER_BIN:?set LLAMA_SERVER_BIN}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,9 +20,10 @@ SLOTS="${SLOTS:-64}" LEVELS="${LEVELS:-1,64}" ROUNDS="${ROUNDS:-2}"
 declare -A FLAGS=([base]="" [no_lora]="NO_LORA" [greedy]="" [backend_sampling]="-bs" [flash_attn]="-fa on"
                   [kv_unified]="-kvu" [poll0]="--poll 0" [kvu_fa]="-kvu -fa on" [kvu_greedy]="-kvu"
                   [kvu_ub2048]="-kvu -ub 2048" [kvu_t1]="-kvu -t 1 -tb 1" [kvu_fa_ub2048]="-kvu -fa on -ub 2048"
-                  [no_kvu]="-no-kvu" [kvu_cram0]="-kvu --cache-ram 0" [no_kvu_cram0]="-no-kvu --cache-ram 0")
+                  [no_kvu]="-no-kvu" [kvu_cram0]="-kvu --cache-ram 0" [no_kvu_cram0]="-no-kvu --cache-ram 0"
+                  [before]="-no-kvu --cache-ram 8192")
 declare -A TEMPERATURE=([greedy]=0 [kvu_greedy]=0)
-VARIANTS="${VARIANTS:-base greedy backend_sampling no_lora flash_attn kv_unified poll0}"
+VARIANTS="${VARIANTS:-base before no_kvu greedy backend_sampling no_lora flash_attn poll0}"
 for name in $VARIANTS; do
   port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   mapfile -t argv < <(VP_LLM_SERVER_SLOTS=$SLOTS "$PYTHON" -c '
