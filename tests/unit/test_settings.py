@@ -45,3 +45,11 @@ def test_a_bad_switch_is_named():
 
     with pytest.raises(ConfigError, match="maybe"):
         switch_on("maybe", False)
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 2), (2, 2), (8, 2), (16, 4)])
+def test_tts_lanes_have_two_synthesis_threads_at_least(monkeypatch, cores, workers):
+    """One per four cores, but never one: a first piece would wait behind a running-low piece."""
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert Settings.load(environ={}).tts.workers == workers
+    assert Settings.load(environ={"VP_TTS_WORKERS": "1"}).tts.workers == 1, "the operator may still say 1"
