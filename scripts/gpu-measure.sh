@@ -9,7 +9,9 @@
 #
 # The binary: scripts/build-llama-server.sh --cuda --cuda-arch 90 --portable, built on any machine
 # with nvcc and carried over (EXTRA= in bundle.sh). Carry pipecat-ai too (GPU_WHEELS in bundle.sh):
-# without it there is no Smart Turn and the end of turn falls back to the text model alone. Environment: OUT (required), LEVELS (default
+# without it there is no Smart Turn and the end of turn falls back to the text model alone. With
+# onnxruntime-gpu the bundle needs 11 chunks, more than bundle.sh's one-digit names allow: re-split
+# its .gpu/bundle.tar with `split -b 56M -d -a 2` (unpack.sh reads chunk.* in order either way). Environment: OUT (required), LEVELS (default
 # 16,32,64), STORM_LEVELS (default 64), ITEMS_PER_SESSION (default 1), SLOTS (llama-server's
 # parallel slots, default 64), WORKERS (pipeline workers, default 8: better than 4 on the H200 run),
 # SECOND_ENV (settings of the second sweep, default "VP_TTS_DEVICE=cpu": Piper on the cores
