@@ -204,11 +204,12 @@ class ThreadOwnedPool(Generic[R]):
     def __init__(self, resources: Sequence[R], thread_name_prefix: str, nice: int = 0, later_nice: int = 0) -> None:
         """`nice` > 0: the worker threads run at that lower CPU priority (work nobody waits on yet).
         `later_nice` > 0: a second set of threads at that priority, where a stream goes on while its
-        consumer does not wait on it (`stream(can_wait=...)`); they all exist from the start."""
+        consumer does not wait on it (`stream(can_wait=...)`). Every thread exists from the start."""
         if not resources:
             raise ValueError("a pool needs at least one resource")
         self.resources = list(resources)
         self._executor = named_thread_pool(len(self.resources), thread_name_prefix, nice)
+        _start_every_thread(self._executor, len(self.resources))
         self._later_executor = None
         if later_nice > 0:
             self._later_executor = named_thread_pool(len(self.resources), thread_name_prefix + "-later", later_nice)

@@ -73,6 +73,17 @@ async def test_a_pools_threads_carry_their_names_in_the_os():
     pool.close()
 
 
+def test_every_thread_of_a_pool_exists_from_the_start():
+    """A thread made under load would look like a leak to anything counting threads (the storm test)."""
+    import threading
+
+    pool = ThreadOwnedPool(["voice"] * 3, thread_name_prefix="tts-start", later_nice=10)
+    names = sorted(t.name for t in threading.enumerate() if t.name.startswith("tts-start"))
+    assert names == ["tts-start-later_0", "tts-start-later_1", "tts-start-later_2",
+                     "tts-start_0", "tts-start_1", "tts-start_2"]
+    pool.close()
+
+
 async def test_a_niced_pool_runs_its_calls_at_the_lower_priority_and_a_plain_one_does_not():
     niced = ThreadOwnedPool(["voice"], thread_name_prefix="later", nice=10)
     plain = ThreadOwnedPool(["voice"], thread_name_prefix="first")
