@@ -107,8 +107,9 @@ class PiperTts:
             await chunks.aclose()
 
     async def warm_up(self) -> None:
-        """One synthesis in each lane: onnxruntime's first run, and both lanes' threads exist before
-        the first session (a thread made later would look like a leak to the storm test)."""
+        """One synthesis in each lane: each voice session's first onnxruntime run (slower than the
+        rest) happens before the first session does. The lanes' own threads exist from the start
+        (ThreadOwnedPool makes them all)."""
         for urgent in (True, False):
             async for _ in self.synthesize("Ready.", urgent=urgent):
                 pass
