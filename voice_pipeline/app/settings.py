@@ -183,6 +183,11 @@ class TtsSettings:
     # at 6 sessions a first piece otherwise waits behind another reply's piece that its playback is
     # about to need (docs/scaling.md, measured 2026-11-28).
     workers: int = field(default_factory=lambda: max(2, (os.cpu_count() or 1) // 4))
+    # The sentences of all syntheses in a lane that are due when its model call frees up run as one
+    # call of up to `batch_max` rows (engines/piper_batch.py). "auto": with CUDA only, where a call
+    # costs about the same for one row as for many; then each lane has `batch_max` threads.
+    batch: str = "auto"
+    batch_max: int = 16
     # onnxruntime threads of the voice's session, shared by those syntheses; 0: the cores shared
     # out among the server's worker processes (onnxruntime alone would take every core in each).
     threads: int = 0

@@ -13,10 +13,11 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from voice_pipeline.app.settings import TtsSettings
+from voice_pipeline.app.settings import TtsSettings, switch_on
 from voice_pipeline.engines.onnx_device import CUDA, onnx_providers
+from voice_pipeline.engines.piper_batch import BatchedVoice, PiperBatcher, batched_piper_model
 from voice_pipeline.engines.registry import piper_voice
-from voice_pipeline.errors import EngineError
+from voice_pipeline.errors import ConfigError, EngineError
 from voice_pipeline.threads import ThreadOwnedPool, named_thread_pool
 
 
@@ -27,14 +28,16 @@ def espeak_is_locked() -> bool:
     return hasattr(voice, "_ESPEAK_PHONEMIZER_LOCK")
 
 
-def load_voice(voice_name: str, device: str, threads: int):
+def load_voice(voice_name: str, device: str, threads: int, batch_max: int = 0, lane: str = "tts"):
     """The Piper voice with an onnxruntime session of `threads` threads (0: onnxruntime's own
     choice, every physical core). piper's own loader takes onnxruntime's defaults, so each worker
     process's synthesis would spread over all the cores: on a 16-core machine with four workers,
     four pools of 16 threads competing for 16 cores. Nor do the session's threads spin while they
     wait for their next operator (onnxruntime's default): on a busy CPU that spinning takes the
     cores from the other stages (at 6 sessions on 2 cores the idle pool thread used more CPU than
-    the syntheses themselves; docs/scaling.md)."""
+    the syntheses themselves; docs/scaling.md). With `batch_max` > 0, a BatchedVoice: its
+    sentences share onnxruntime calls, up to `batch_max` rows each, made by a thread `<lane>-batch`
+    (engines/piper_batch.py)."""
     import json
 
     import onnxruntime
@@ -49,19 +52,36 @@ def load_voice(voice_name: str, device: str, threads: int):
     if CUDA in onnx_providers(device):  # as piper does: no exhaustive cuDNN search per input shape
         providers.insert(0, (CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}))
     with open(config, encoding="utf-8") as config_file:
-        return PiperVoice(config=PiperConfig.from_dict(json.load(config_file)),
+        piper_config = PiperConfig.from_dict(json.load(config_file))
+    if batch_max <= 0:
+        return PiperVoice(config=piper_config,
                           session=onnxruntime.InferenceSession(model, sess_options=options, providers=providers))
+    batched_model, frames_output = batched_piper_model(model)
+    session = onnxruntime.InferenceSession(batched_model, sess_options=options, providers=providers)
+    # Made here, the batcher's thread has this thread's nice value (the later lane's loader's)
+    batcher = PiperBatcher(session, frames_output, hop_length=piper_config.hop_length, batch_max=batch_max,
+                           name=f"{lane}-batch")
+    return BatchedVoice(PiperVoice(config=piper_config, session=session), batcher)
 
 
-def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int):
+def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int, batch_max: int = 0):
     """`load_voice` from a thread at `nice`. onnxruntime makes the session's intra-op threads while
     loading, and a Linux thread starts with its creator's nice value: so every thread that computes
     this session's syntheses runs at `nice`, not only the one that calls it."""
     loader = named_thread_pool(1, "tts-later-ort", nice)  # the name its onnxruntime threads inherit
     try:
-        return loader.submit(load_voice, voice_name, device, threads).result()
+        return loader.submit(load_voice, voice_name, device, threads, batch_max, "tts-later").result()
     finally:
         loader.shutdown()
+
+
+def tts_batching(settings: TtsSettings) -> bool:
+    """`tts.batch`: "auto" batches with CUDA only (on the CPU a batch padded to its longest row
+    cost more than its rows one by one: 1.8 s against 1.2 s for six sentences on one core)."""
+    try:
+        return switch_on(settings.batch, auto=CUDA in onnx_providers(settings.device))
+    except ConfigError as exc:
+        raise ConfigError(f"tts.batch: {exc}") from None
 
 
 def synthesis_threads(configured: int, workers: int) -> int:
@@ -75,8 +95,11 @@ class PiperTts:
         from piper import SynthesisConfig
 
         model = piper_voice(settings.voice)[0]
-        voice = load_voice(settings.voice, settings.device, threads)
+        batch_max = max(1, settings.batch_max) if tts_batching(settings) else 0
+        voice = load_voice(settings.voice, settings.device, threads, batch_max)
         workers = max(1, settings.workers) if espeak_is_locked() else 1
+        if batch_max and espeak_is_locked():  # a thread per row: each waits for its row's call
+            workers = batch_max
         # Two lanes: a reply's first piece (someone is waiting to hear it) and the later pieces
         # (needed only once the audio before them has played). The later lane has its own session
         # of the voice, loaded at a lower CPU priority, and its own threads at that priority: none
@@ -86,11 +109,12 @@ class PiperTts:
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._later = self._voice
         if espeak_is_locked() and settings.later_nice > 0:
-            later_voice = load_voice_at_nice(settings.voice, settings.device, threads, settings.later_nice)
+            later_voice = load_voice_at_nice(settings.voice, settings.device, threads, settings.later_nice, batch_max)
             self._later = ThreadOwnedPool([later_voice] * workers, thread_name_prefix="tts-later",
                                           nice=settings.later_nice)
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
+        self.batched = batch_max > 0
         self.name = f"piper:{settings.voice}"
         stat = os.stat(model)
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
