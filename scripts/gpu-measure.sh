@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # Issue 14's GPU measurement in one call on the lent machine (../shared/gpu/README.md), after
-# `source .gpu/unpack.sh`: the LLM alone under concurrency (scripts/llm_slots_bench.py), the
-# concurrency sweep with the defaults and a hang-up storm, then the sweep again with SECOND_ENV, the
-# LLM in a CUDA llama-server. With py-spy on the PATH, each worker's Python stacks are sampled for
-# 15 s once the default sweep's last level starts (where the workers spend their time under load).
+# `source .gpu/unpack.sh`, the LLM in a CUDA llama-server:
+#   1. the TTS alone (scripts/tts_bench.py): Piper on CUDA one sentence per call, batched
+#      (tts.batch), batched in one process, and on the cores; with LLM_PROBE=1 also the LLM alone
+#      (scripts/llm_slots_bench.py);
+#   2. the concurrency sweep with the defaults and a hang-up storm; with py-spy on the PATH, each
+#      worker's Python stacks sampled for 15 s once its last level starts;
+#   3. the sweep again with SECOND_ENV.
 #
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
 # The binary: scripts/build-llama-server.sh --cuda --cuda-arch 90 --portable, built on any machine
 # with nvcc and carried over (EXTRA= in bundle.sh). Carry pipecat-ai too (GPU_WHEELS in bundle.sh):
 # without it there is no Smart Turn and the end of turn falls back to the text model alone. With
-# onnxruntime-gpu the bundle needs 11 chunks, more than bundle.sh's one-digit names allow: re-split
-# its .gpu/bundle.tar with `split -b 56M -d -a 2` (unpack.sh reads chunk.* in order either way). Environment: OUT (required), LEVELS (default
-# 16,32,64), STORM_LEVELS (default 64), ITEMS_PER_SESSION (default 1), SLOTS (llama-server's
-# parallel slots, default 64), WORKERS (pipeline workers, default 8: better than 4 on the H200 run),
-# SECOND_ENV (settings of the second sweep, default "VP_TTS_DEVICE=cpu": Piper on the cores
-# instead of CUDA, where it set the 64-session figure on the H200; empty: no second sweep),
-# SECOND_LEVELS (default LEVELS), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
-# Writes $OUT/results.tgz (both sweeps' reports, levels.jsonl and logs, nvidia-smi samples),
-# $OUT/default.md, $OUT/second.md, $OUT/env.txt, $OUT/llm_slots.txt (and $OUT/vad_cpu.txt,
-# $OUT/pyspy-<pid>.txt). Piper takes CUDA when
-# onnxruntime-gpu is there (tts.device auto); the VAD and Smart Turn stay on the CPU (vad.device).
-# Each sweep has its own time limit; one stopped by it still summarizes the levels it finished.
+# onnxruntime-gpu the bundle needs 11 chunks or more, beyond bundle.sh's one-digit names: re-split
+# its .gpu/bundle.tar with `split -b 56M -d -a 2` (unpack.sh reads chunk.* in order either way).
+#
+# Environment: OUT (required), LEVELS (default 16,32,64), STORM_LEVELS (default 64),
+# ITEMS_PER_SESSION (default 1), SLOTS (llama-server's parallel slots, default 64), WORKERS
+# (pipeline workers, default 8: better than 4 on the H200), SECOND_ENV (the second sweep's
+# settings, default "VP_TTS_BATCH=off": Piper on CUDA one sentence per call; empty: no second
+# sweep), SECOND_LEVELS (default LEVELS), TTS_PROBE (0: none), TTS_LEVELS (default 8,64),
+# LLM_PROBE (1: run it), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
+# Writes $OUT/results.tgz (both sweeps' reports, levels.jsonl and logs, nvidia-smi samples, the
+# probes' JSON, py-spy's stacks), $OUT/default.md, $OUT/second.md, $OUT/env.txt, $OUT/tts_probe.txt
+# (and $OUT/llm_slots.txt, $OUT/vad_cpu.txt): few files, as the device tool returns only a few.
+# Piper takes CUDA when onnxruntime-gpu is there (tts.device auto); the VAD and Smart Turn stay on
+# the CPU (vad.device). Each sweep has its own time limit; one stopped by it still summarizes the
+# levels it finished.
 set -uo pipefail
 : "${OUT:?set OUT to the output directory}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +35,7 @@ cd "$ROOT"
 export PATH="/tmp/site/bin:$PATH"  # py-spy, where .gpu/unpack.sh installs the carried wheels
 WORK="$(mktemp -d -t vp-gpu-XXXXXX)"
 LEVELS="${LEVELS:-16,32,64}"
-SECOND_ENV="${SECOND_ENV-VP_TTS_DEVICE=cpu}"
+SECOND_ENV="${SECOND_ENV-VP_TTS_BATCH=off}"
 export VP_SERVER_WORKERS="${VP_SERVER_WORKERS:-${WORKERS:-8}}"
 SECOND_LEVELS="${SECOND_LEVELS:-$LEVELS}"
 export ITEMS_PER_SESSION="${ITEMS_PER_SESSION:-1}"
@@ -56,9 +62,24 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,nohead
   > "$WORK/nvidia-smi.csv" 2>&1 &
 SMI_PID=$!
 
-# The LLM server alone: first token, 20th token and token gaps at 1, 16 and 64 replies at once
-timeout 75 python3 scripts/llm_slots_bench.py --levels 1,16,64 --rounds 2 --out "$OUT/llm_slots.json" \
-  > "$OUT/llm_slots.txt" 2>&1
+# The LLM server alone (LLM_PROBE=1): first token, 20th token and token gaps at 1, 16 and 64 at once
+if [ -n "${LLM_PROBE:-}" ]; then
+  timeout 75 python3 scripts/llm_slots_bench.py --levels 1,16,64 --rounds 2 --out "$WORK/llm_slots.json" \
+    > "$OUT/llm_slots.txt" 2>&1
+fi
+# The TTS alone (TTS_PROBE, default on): N first pieces at once over the workers' processes, Piper
+# on CUDA one sentence per call, on CUDA batched, batched in one process, and on the cores
+if [ "${TTS_PROBE:-1}" != 0 ]; then
+  for variant in "cuda_single VP_TTS_DEVICE=cuda VP_TTS_BATCH=off" "cuda_batched VP_TTS_DEVICE=cuda VP_TTS_BATCH=on" \
+                 "cuda_batched_1proc VP_TTS_DEVICE=cuda VP_TTS_BATCH=on PROCS=1" "cpu VP_TTS_DEVICE=cpu VP_TTS_BATCH=off"; do
+    set -- $variant; name=$1; shift
+    procs=$VP_SERVER_WORKERS
+    for setting in "$@"; do [ "${setting%%=*}" = PROCS ] && procs=${setting#PROCS=}; done
+    echo "== $name: $*" >> "$OUT/tts_probe.txt"
+    env "$@" timeout 75 python3 scripts/tts_bench.py --levels "${TTS_LEVELS:-8,64}" --processes "$procs" \
+      --rounds 2 --out "$WORK/tts_$name.json" >> "$OUT/tts_probe.txt" 2>&1
+  done
+fi
 # Each worker's stacks (py-spy's collapsed format) during the last level of the default sweep
 spy_last_level() {
   local before_last; before_last=$(echo "$LEVELS" | tr ',' '\n' | sort -n | tail -2 | head -1)
@@ -69,7 +90,7 @@ spy_last_level() {
   sleep 5
   for pid in $(pgrep -f -- '--worker'); do
     timeout 25 py-spy record --pid "$pid" --duration 15 --rate 50 --nonblocking --format raw \
-      --output "$OUT/pyspy-$pid.txt" > /dev/null 2>&1 &
+      --output "$WORK/pyspy-$pid.txt" > /dev/null 2>&1 &
   done
   wait
 }

@@ -82,7 +82,10 @@ def measure(processes: int, levels: list[int], rounds: int, later: bool) -> list
     children = [subprocess.Popen([sys.executable, script, "--child", str(processes)], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     try:
-        batched = [json.loads(c.stdout.readline())["batched"] for c in children][0]
+        ready = [c.stdout.readline() for c in children]
+        if not all(ready):
+            raise SystemExit("tts_bench: a TTS process did not start (its error is above)")
+        batched = json.loads(ready[0])["batched"]
         results, calls_before, rows_before = [], 0, 0
         for level in levels:
             shares = [level // processes + (1 if i < level % processes else 0) for i in range(processes)]
