@@ -76,7 +76,7 @@ if [ "${TTS_PROBE:-1}" != 0 ]; then
     procs=$VP_SERVER_WORKERS
     for setting in "$@"; do [ "${setting%%=*}" = PROCS ] && procs=${setting#PROCS=}; done
     echo "== $name: $*" >> "$OUT/tts_probe.txt"
-    env "$@" timeout 75 python3 scripts/tts_bench.py --levels "${TTS_LEVELS:-8,64}" --processes "$procs" \
+    env "$@" timeout 60 python3 scripts/tts_bench.py --levels "${TTS_LEVELS:-8,64}" --processes "$procs" \
       --rounds 2 --out "$WORK/tts_$name.json" >> "$OUT/tts_probe.txt" 2>&1
   done
 fi
@@ -98,6 +98,7 @@ if command -v py-spy > /dev/null; then spy_last_level & fi
 
 LEVELS="$LEVELS" STORM_LEVELS="${STORM_LEVELS:-64}" STORM_S="${STORM_S:-20}" BUDGET_S=240 OUT="$WORK/default" scripts/gpu-sweep.sh
 cp "$WORK/default/summary.md" "$OUT/default.md" 2>/dev/null
+tar -czf "$OUT/results.tgz" -C "$WORK" .  # again at the end: what is done comes back if the call is cut
 if [ -n "$SECOND_ENV" ]; then
   env $SECOND_ENV LEVELS="$SECOND_LEVELS" STORM_LEVELS=none BUDGET_S=170 OUT="$WORK/second" scripts/gpu-sweep.sh
   cp "$WORK/second/summary.md" "$OUT/second.md" 2>/dev/null
