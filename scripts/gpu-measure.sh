@@ -6,7 +6,7 @@
 #      (scripts/llm_slots_bench.py);
 #   2. the concurrency sweep with the defaults and a hang-up storm; with py-spy on the PATH, each
 #      worker's Python stacks sampled for 15 s once its last level starts;
-#   3. the sweep again with SECOND_ENV.
+#   3. the sweep again with other settings (SWEEPS).
 #
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
@@ -18,13 +18,14 @@
 #
 # Environment: OUT (required), LEVELS (default 16,32,64), STORM_LEVELS (default 64),
 # ITEMS_PER_SESSION (default 1), SLOTS (llama-server's parallel slots, default 64), WORKERS
-# (pipeline workers, default 8: better than 4 on the H200), SECOND_ENV (the second sweep's
-# settings, default "VP_TTS_BATCH=off": Piper on CUDA one sentence per call; empty: no second
-# sweep), SECOND_LEVELS (default LEVELS), TTS_PROBE (0: none), TTS_LEVELS (default 8,64),
+# (pipeline workers, default 8: better than 4 on the H200), SWEEPS (";"-separated "name SETTING=...",
+# default "default;unbatched VP_TTS_BATCH=off"), SECOND_LEVELS (the later sweeps' levels, default
+# LEVELS), FIRST_BUDGET_S / SECOND_BUDGET_S (each sweep's time limit, 240 / 170), TTS_PROBE (0:
+# none), TTS_VARIANTS (";"-separated, see below), TTS_LEVELS (default 8,64), TTS_ROUNDS (default 2),
 # LLM_PROBE (1: run it), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
-# Writes $OUT/results.tgz (both sweeps' reports, levels.jsonl and logs, nvidia-smi samples, the
-# probes' JSON, py-spy's stacks), $OUT/default.md, $OUT/second.md, $OUT/env.txt, $OUT/tts_probe.txt
-# (and $OUT/llm_slots.txt, $OUT/vad_cpu.txt): few files, as the device tool returns only a few.
+# Writes $OUT/results.tgz (every sweep's report, levels.jsonl and logs, nvidia-smi samples, the
+# probes' JSON, py-spy's stacks), $OUT/<sweep name>.md, $OUT/env.txt, $OUT/tts_probe.txt (and
+# $OUT/llm_slots.txt, $OUT/vad_cpu.txt): few files, as the device tool returns only a few.
 # Piper takes CUDA when onnxruntime-gpu is there (tts.device auto); the VAD and Smart Turn stay on
 # the CPU (vad.device). Each sweep has its own time limit; one stopped by it still summarizes the
 # levels it finished.
@@ -35,7 +36,6 @@ cd "$ROOT"
 export PATH="/tmp/site/bin:$PATH"  # py-spy, where .gpu/unpack.sh installs the carried wheels
 WORK="$(mktemp -d -t vp-gpu-XXXXXX)"
 LEVELS="${LEVELS:-16,32,64}"
-SECOND_ENV="${SECOND_ENV-VP_TTS_BATCH=off}"
 export VP_SERVER_WORKERS="${VP_SERVER_WORKERS:-${WORKERS:-8}}"
 SECOND_LEVELS="${SECOND_LEVELS:-$LEVELS}"
 export ITEMS_PER_SESSION="${ITEMS_PER_SESSION:-1}"
@@ -67,24 +67,32 @@ if [ -n "${LLM_PROBE:-}" ]; then
   timeout 75 python3 scripts/llm_slots_bench.py --levels 1,16,64 --rounds 2 --out "$WORK/llm_slots.json" \
     > "$OUT/llm_slots.txt" 2>&1
 fi
-# The TTS alone (TTS_PROBE, default on): N first pieces at once over the workers' processes, Piper
-# on CUDA one sentence per call, on CUDA batched, batched in one process, and on the cores
+# The TTS alone (TTS_PROBE, default on): N first pieces at once over the workers' processes. Each
+# variant: a name, then settings; PROCS=<n> overrides the process count and SAME=1 speaks one text.
+TTS_VARIANTS="${TTS_VARIANTS:-cuda_single VP_TTS_DEVICE=cuda VP_TTS_BATCH=off;cuda_batched VP_TTS_DEVICE=cuda VP_TTS_BATCH=on;cuda_batched_1proc VP_TTS_DEVICE=cuda VP_TTS_BATCH=on PROCS=1;cpu VP_TTS_DEVICE=cpu VP_TTS_BATCH=off}"
 if [ "${TTS_PROBE:-1}" != 0 ]; then
-  for variant in "cuda_single VP_TTS_DEVICE=cuda VP_TTS_BATCH=off" "cuda_batched VP_TTS_DEVICE=cuda VP_TTS_BATCH=on" \
-                 "cuda_batched_1proc VP_TTS_DEVICE=cuda VP_TTS_BATCH=on PROCS=1" "cpu VP_TTS_DEVICE=cpu VP_TTS_BATCH=off"; do
+  IFS=';' read -r -a variants <<< "$TTS_VARIANTS"
+  for variant in "${variants[@]}"; do
     set -- $variant; name=$1; shift
-    procs=$VP_SERVER_WORKERS
-    for setting in "$@"; do [ "${setting%%=*}" = PROCS ] && procs=${setting#PROCS=}; done
+    procs=$VP_SERVER_WORKERS; same=(); settings=()
+    for setting in "$@"; do
+      case "$setting" in PROCS=*) procs=${setting#PROCS=} ;; SAME=1) same=(--same) ;; *) settings+=("$setting") ;; esac
+    done
     echo "== $name: $*" >> "$OUT/tts_probe.txt"
-    env "$@" timeout 60 python3 scripts/tts_bench.py --levels "${TTS_LEVELS:-8,64}" --processes "$procs" \
-      --rounds 2 --out "$WORK/tts_$name.json" >> "$OUT/tts_probe.txt" 2>&1
+    env "${settings[@]}" timeout 60 python3 scripts/tts_bench.py --levels "${TTS_LEVELS:-8,64}" --processes "$procs" \
+      --rounds "${TTS_ROUNDS:-2}" "${same[@]}" --out "$WORK/tts_$name.json" 2>&1 | grep -v Memcpy >> "$OUT/tts_probe.txt"
   done
 fi
-# Each worker's stacks (py-spy's collapsed format) during the last level of the default sweep
+
+# The sweeps: each a name, then settings (LEVELS=... among them overrides the levels); the first
+# one with LEVELS and the storm, the others with SECOND_LEVELS.
+IFS=';' read -r -a sweeps <<< "${SWEEPS:-default;unbatched VP_TTS_BATCH=off}"
+FIRST=$(echo "${sweeps[0]}" | cut -d' ' -f1)
+# Each worker's stacks (py-spy's collapsed format) during the last level of the first sweep
 spy_last_level() {
   local before_last; before_last=$(echo "$LEVELS" | tr ',' '\n' | sort -n | tail -2 | head -1)
   for _ in $(seq 240); do
-    grep -q "N=$before_last:" "$WORK/default/sweep.log" 2>/dev/null && break
+    grep -q "N=$before_last:" "$WORK/$FIRST/sweep.log" 2>/dev/null && break
     sleep 1
   done
   sleep 5
@@ -96,12 +104,16 @@ spy_last_level() {
 }
 if command -v py-spy > /dev/null; then spy_last_level & fi
 
-LEVELS="$LEVELS" STORM_LEVELS="${STORM_LEVELS:-64}" STORM_S="${STORM_S:-20}" BUDGET_S=240 OUT="$WORK/default" scripts/gpu-sweep.sh
-cp "$WORK/default/summary.md" "$OUT/default.md" 2>/dev/null
-tar -czf "$OUT/results.tgz" -C "$WORK" .  # again at the end: what is done comes back if the call is cut
-if [ -n "$SECOND_ENV" ]; then
-  env $SECOND_ENV LEVELS="$SECOND_LEVELS" STORM_LEVELS=none BUDGET_S=170 OUT="$WORK/second" scripts/gpu-sweep.sh
-  cp "$WORK/second/summary.md" "$OUT/second.md" 2>/dev/null
-fi
+for index in "${!sweeps[@]}"; do
+  set -- ${sweeps[$index]}; name=$1; shift
+  if [ "$index" = 0 ]; then
+    env LEVELS="$LEVELS" STORM_LEVELS="${STORM_LEVELS:-64}" STORM_S="${STORM_S:-20}" BUDGET_S="${FIRST_BUDGET_S:-240}" \
+      "$@" OUT="$WORK/$name" scripts/gpu-sweep.sh
+  else
+    env LEVELS="$SECOND_LEVELS" STORM_LEVELS=none BUDGET_S="${SECOND_BUDGET_S:-170}" "$@" OUT="$WORK/$name" scripts/gpu-sweep.sh
+  fi
+  cp "$WORK/$name/summary.md" "$OUT/$name.md" 2>/dev/null
+  tar -czf "$OUT/results.tgz" -C "$WORK" .  # after each sweep: what is done comes back if the call is cut
+done
 kill "$SMI_PID" 2>/dev/null
 tar -czf "$OUT/results.tgz" -C "$WORK" .

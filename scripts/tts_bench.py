@@ -12,7 +12,8 @@ same moment, spread over the P processes, `--rounds` times. Per piece: the time 
 (what a user waits for) and to its last; per level the p50 and p95 of both, the seconds of audio
 made per second (wall time from each round's start to its last piece), the processes' CPU per
 piece and, with batching, the rows per model call.
-Pieces go to the urgent lane (a reply's first piece) unless `--later` (the niced lane).
+Pieces go to the urgent lane (a reply's first piece) unless `--later` (the niced lane); `--same`
+speaks one text throughout (onnxruntime's per-shape work on CUDA done once, not per piece).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ async def _burst(tts, order: dict) -> list[dict]:
                 "audio_s": samples / tts.sample_rate_hz}
 
     offset = order["offset"]
-    return await asyncio.gather(*(one(PIECES[(offset + i) % len(PIECES)]) for i in range(order["n"])))
+    texts = [PIECES[0]] * order["n"] if order["same"] else [PIECES[(offset + i) % len(PIECES)] for i in range(order["n"])]
+    return await asyncio.gather(*map(one, texts))
 
 
 def _batches(tts) -> dict:
@@ -77,7 +79,7 @@ def _batches(tts) -> dict:
     return {"calls": sum(b.calls for b in batchers), "rows": sum(b.rows for b in batchers)} if batchers else {}
 
 
-def measure(processes: int, levels: list[int], rounds: int, later: bool) -> list[dict]:
+def measure(processes: int, levels: list[int], rounds: int, later: bool, same: bool = False) -> list[dict]:
     script = str(Path(__file__).resolve())
     children = [subprocess.Popen([sys.executable, script, "--child", str(processes)], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True) for _ in range(processes)]
@@ -93,7 +95,8 @@ def measure(processes: int, levels: list[int], rounds: int, later: bool) -> list
             for r in range(rounds):
                 start_at = time.time() + 0.3
                 for i, (c, n) in enumerate(zip(children, shares)):
-                    order = {"n": n, "start_at": start_at, "later": later, "offset": r * level + sum(shares[:i])}
+                    order = {"n": n, "start_at": start_at, "later": later, "same": same,
+                             "offset": r * level + sum(shares[:i])}
                     c.stdin.write(json.dumps(order) + "\n")
                     c.stdin.flush()
                 answers = [json.loads(c.stdout.readline()) for c in children]
@@ -135,12 +138,14 @@ def main() -> None:
     parser.add_argument("--processes", default="1")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--later", action="store_true", help="the later lane (niced) instead of the urgent one")
+    parser.add_argument("--same", action="store_true",
+                        help="every piece the same text (its model shapes warm after the first round)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k.startswith("VP_TTS_")}
     print(f"tts_bench: {env or 'defaults'}", flush=True)
     results = [r for p in map(int, args.processes.split(","))
-               for r in measure(p, [int(n) for n in args.levels.split(",")], args.rounds, args.later)]
+               for r in measure(p, [int(n) for n in args.levels.split(",")], args.rounds, args.later, args.same)]
     if args.out:
         Path(args.out).write_text(json.dumps({"env": env, "levels": results}, indent=1))
 

@@ -136,6 +136,17 @@ def test_batching_is_on_with_cuda_only_unless_set():
         tts_batching(TtsSettings(batch="sometimes"))
 
 
+def test_each_lane_batches_by_its_own_device(monkeypatch):
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    settings = TtsSettings(device="cpu", later_device="cuda")
+    assert tts_batching(settings) is False and tts_batching(settings, settings.later_device) is True
+
+
+def test_a_later_lane_on_a_device_this_onnxruntime_lacks_is_a_config_error():
+    with pytest.raises(ConfigError, match="CUDA"):
+        PiperTts(TtsSettings(device="cpu", later_device="cuda", workers=1), threads=1)
+
+
 def test_a_batching_engine_speaks_every_piece_of_replies_at_once():
     tts = PiperTts(TtsSettings(batch="on", batch_max=4, workers=1), threads=1)
     assert tts.batched and len(tts._voice.resources) == 4  # a thread per row

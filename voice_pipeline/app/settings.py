@@ -168,6 +168,9 @@ class LlmSettings:
 class TtsSettings:
     voice: str = "en_US-joe-medium"
     device: str = "auto"  # auto | cpu | cuda: Piper on onnxruntime's CUDA provider when it has one
+    # Where the later pieces' lane runs (auto | cpu | cuda; empty: as `device`): e.g. a reply's first
+    # piece on the cores, where one sentence is quickest, and the rest batched on the GPU.
+    later_device: str = ""
     length_scale: float = 1.0
     output_sample_rate: int = 22_050
     first_piece_min_words: int = 3

@@ -75,13 +75,22 @@ def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int, ba
         loader.shutdown()
 
 
-def tts_batching(settings: TtsSettings) -> bool:
-    """`tts.batch`: "auto" batches with CUDA only (on the CPU a batch padded to its longest row
-    cost more than its rows one by one: 1.8 s against 1.2 s for six sentences on one core)."""
+def tts_batching(settings: TtsSettings, device: str | None = None) -> bool:
+    """`tts.batch` for a lane on `device` (default `tts.device`): "auto" batches with CUDA only (on
+    the CPU a batch padded to its longest row cost more than its rows one by one: 1.8 s against
+    1.2 s for six sentences on one core)."""
     try:
-        return switch_on(settings.batch, auto=CUDA in onnx_providers(settings.device))
+        return switch_on(settings.batch, auto=CUDA in onnx_providers(device or settings.device))
     except ConfigError as exc:
         raise ConfigError(f"tts.batch: {exc}") from None
+
+
+def lane_threads(settings: TtsSettings, batch_max: int) -> int:
+    """Synthesis threads of a lane: `tts.workers`, or with batching one per row (each waits for
+    its row's call); one where piper does not lock espeak itself."""
+    if not espeak_is_locked():
+        return 1
+    return batch_max if batch_max else max(1, settings.workers)
 
 
 def synthesis_threads(configured: int, workers: int) -> int:
@@ -97,21 +106,22 @@ class PiperTts:
         model = piper_voice(settings.voice)[0]
         batch_max = max(1, settings.batch_max) if tts_batching(settings) else 0
         voice = load_voice(settings.voice, settings.device, threads, batch_max)
-        workers = max(1, settings.workers) if espeak_is_locked() else 1
-        if batch_max and espeak_is_locked():  # a thread per row: each waits for its row's call
-            workers = batch_max
+        workers = lane_threads(settings, batch_max)
         # Two lanes: a reply's first piece (someone is waiting to hear it) and the later pieces
         # (needed only once the audio before them has played). The later lane has its own session
         # of the voice, loaded at a lower CPU priority, and its own threads at that priority: none
         # of its work holds a first piece back or takes the CPU from one (sharing one session, its
         # syntheses ran on the session's intra-op threads at full priority). Without espeak's own
-        # lock the two lanes would share espeak: one lane, as before.
+        # lock the two lanes would share espeak: one lane, as before. `tts.later_device` may put the
+        # later lane on another device (batched with CUDA under "auto").
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._later = self._voice
-        if espeak_is_locked() and settings.later_nice > 0:
-            later_voice = load_voice_at_nice(settings.voice, settings.device, threads, settings.later_nice, batch_max)
-            self._later = ThreadOwnedPool([later_voice] * workers, thread_name_prefix="tts-later",
-                                          nice=settings.later_nice)
+        later_device = settings.later_device or settings.device
+        if espeak_is_locked() and (settings.later_nice > 0 or later_device != settings.device):
+            later_batch = max(1, settings.batch_max) if tts_batching(settings, later_device) else 0
+            later_voice = load_voice_at_nice(settings.voice, later_device, threads, settings.later_nice, later_batch)
+            self._later = ThreadOwnedPool([later_voice] * lane_threads(settings, later_batch),
+                                          thread_name_prefix="tts-later", nice=settings.later_nice)
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
         self.batched = batch_max > 0
