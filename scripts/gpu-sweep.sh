@@ -84,7 +84,9 @@ left() { echo $(( BUDGET_S - (SECONDS - START_S) )); }
 echo "gpu-sweep: $CORES cores; $(tr '\n' ' ' < "$OUT/settings.env")" >&2
 
 # 1. The sweep: the bench starts its own `serve` with the settings above (full replies).
-timeout $(( $(left) > 60 ? $(left) - 60 : 30 )) "$PYTHON" -m voice_pipeline.app.cli bench --levels "$LEVELS" \
+RESERVE_S=60  # for the storm after it
+[ "$STORM_LEVELS" = none ] && RESERVE_S=5
+timeout $(( $(left) > RESERVE_S ? $(left) - RESERVE_S : 30 )) "$PYTHON" -m voice_pipeline.app.cli bench --levels "$LEVELS" \
   --full-replies "${CORPUS_ARGS[@]}" --items-per-session "$ITEMS_PER_SESSION" --limit-ms 800 \
   --out "$OUT/sweep" > "$OUT/sweep.log" 2>&1
 echo "sweep exit $? after $(( SECONDS - START_S )) s" >&2
