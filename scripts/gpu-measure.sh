@@ -19,15 +19,15 @@
 # Environment: OUT (required), LEVELS (default 16,32,64), STORM_LEVELS (default 64),
 # ITEMS_PER_SESSION (default 1), SLOTS (llama-server's parallel slots, default 64), WORKERS
 # (pipeline workers, default 8: better than 4 on the H200), SWEEPS (";"-separated "name SETTING=...",
-# default "default;unbatched VP_TTS_BATCH=off"), SECOND_LEVELS (the later sweeps' levels, default
+# default "default;cuda VP_TTS_DEVICE=cuda": Piper on the cores, then batched on CUDA), SECOND_LEVELS (the later sweeps' levels, default
 # LEVELS), FIRST_BUDGET_S / SECOND_BUDGET_S (each sweep's time limit, 240 / 170), TTS_PROBE (0:
 # none), TTS_VARIANTS (";"-separated, see below), TTS_LEVELS (default 8,64), TTS_ROUNDS (default 2),
 # LLM_PROBE (1: run it), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
 # Writes $OUT/results.tgz (every sweep's report, levels.jsonl and logs, nvidia-smi samples, the
 # probes' JSON, py-spy's stacks), $OUT/<sweep name>.md, $OUT/env.txt, $OUT/tts_probe.txt (and
 # $OUT/llm_slots.txt, $OUT/vad_cpu.txt): few files, as the device tool returns only a few.
-# Piper takes CUDA when onnxruntime-gpu is there (tts.device auto); the VAD and Smart Turn stay on
-# the CPU (vad.device). Each sweep has its own time limit; one stopped by it still summarizes the
+# Piper, the VAD and Smart Turn run on the CPU unless a sweep's settings say otherwise
+# (VP_TTS_DEVICE=cuda, VP_VAD_DEVICE=cuda). Each sweep has its own time limit; one stopped by it still summarizes the
 # levels it finished.
 set -uo pipefail
 : "${OUT:?set OUT to the output directory}"
@@ -86,7 +86,7 @@ fi
 
 # The sweeps: each a name, then settings (LEVELS=... among them overrides the levels); the first
 # one with LEVELS and the storm, the others with SECOND_LEVELS.
-IFS=';' read -r -a sweeps <<< "${SWEEPS:-default;unbatched VP_TTS_BATCH=off}"
+IFS=';' read -r -a sweeps <<< "${SWEEPS:-default;cuda VP_TTS_DEVICE=cuda}"
 FIRST=$(echo "${sweeps[0]}" | cut -d' ' -f1)
 # Each worker's stacks (py-spy's collapsed format) during the last level of the first sweep
 spy_last_level() {

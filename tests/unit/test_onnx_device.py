@@ -33,4 +33,4 @@ def test_without_a_cuda_provider_auto_is_the_cpu_and_cuda_is_refused(monkeypatch
 def test_settings_name_the_device_of_the_vad_models_and_of_piper():
     settings = Settings.load(environ={"VP_VAD_DEVICE": "cpu", "VP_TTS_DEVICE": "cuda"})
     assert (settings.vad.device, settings.tts.device) == ("cpu", "cuda")
-    assert (Settings.load(environ={}).vad.device, Settings.load(environ={}).tts.device) == ("cpu", "auto")
+    assert (Settings.load(environ={}).vad.device, Settings.load(environ={}).tts.device) == ("cpu", "cpu")

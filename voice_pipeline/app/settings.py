@@ -167,7 +167,10 @@ class LlmSettings:
 @dataclass
 class TtsSettings:
     voice: str = "en_US-joe-medium"
-    device: str = "auto"  # auto | cpu | cuda: Piper on onnxruntime's CUDA provider when it has one
+    # cpu | cuda | auto (CUDA when onnxruntime has it). The CPU by default, with a GPU too: on the
+    # H200 machine Piper on onnxruntime's CUDA provider was slower at every load (one sentence 323
+    # against 50 ms; 64 sessions p95 1,413 against 703 ms; docs/scaling.md).
+    device: str = "cpu"
     # Where the later pieces' lane runs (auto | cpu | cuda; empty: as `device`): e.g. a reply's first
     # piece on the cores, where one sentence is quickest, and the rest batched on the GPU.
     later_device: str = ""
