@@ -116,7 +116,7 @@ class PiperTts:
         # later lane on another device (batched with CUDA under "auto").
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._later = self._voice
-        later_device = settings.later_device or settings.device
+        later_device, later_batch = settings.later_device or settings.device, batch_max
         if espeak_is_locked() and (settings.later_nice > 0 or later_device != settings.device):
             later_batch = max(1, settings.batch_max) if tts_batching(settings, later_device) else 0
             later_voice = load_voice_at_nice(settings.voice, later_device, threads, settings.later_nice, later_batch)
@@ -124,7 +124,7 @@ class PiperTts:
                                           thread_name_prefix="tts-later", nice=settings.later_nice)
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
-        self.batched = batch_max > 0
+        self.batched = batch_max > 0 or later_batch > 0  # either lane
         self.name = f"piper:{settings.voice}"
         stat = os.stat(model)
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
