@@ -4,9 +4,9 @@
 #   1. the TTS alone (scripts/tts_bench.py): Piper on CUDA one sentence per call, batched
 #      (tts.batch), batched in one process, and on the cores; with LLM_PROBE=1 also the LLM alone
 #      (scripts/llm_slots_bench.py);
-#   2. the concurrency sweep with the defaults and a hang-up storm; with py-spy on the PATH, each
-#      worker's Python stacks sampled for 15 s once its last level starts;
-#   3. the sweep again with other settings (SWEEPS).
+#   2. the concurrency sweeps (SWEEPS; by default the silence end of turn, then the default one),
+#      the first followed by a hang-up storm; with py-spy on the PATH, each worker's Python stacks
+#      sampled for 15 s once the first sweep's last level starts.
 #
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
@@ -19,7 +19,8 @@
 # Environment: OUT (required), LEVELS (default 16,32,64), STORM_LEVELS (default 64),
 # ITEMS_PER_SESSION (default 1), SLOTS (llama-server's parallel slots, default 64), WORKERS
 # (pipeline workers, default 8: better than 4 on the H200), SWEEPS (";"-separated "name SETTING=...",
-# default "default;cuda VP_TTS_DEVICE=cuda": Piper on the cores, then batched on CUDA), SECOND_LEVELS (the later sweeps' levels, default
+# default "silence VP_VAD_END_OF_TURN=silence;default": the goal's figure with the silence end of
+# turn, then the product's default end of turn), SECOND_LEVELS (the later sweeps' levels, default
 # LEVELS), FIRST_BUDGET_S / SECOND_BUDGET_S (each sweep's time limit, 240 / 170), TTS_PROBE (0:
 # none), TTS_VARIANTS (";"-separated, see below), TTS_LEVELS (default 8,64), TTS_ROUNDS (default 2),
 # LLM_PROBE (1: run it), VAD_SECONDS (set: also scripts/vad_cpu.py, CPU and CUDA).
@@ -86,7 +87,7 @@ fi
 
 # The sweeps: each a name, then settings (LEVELS=... among them overrides the levels); the first
 # one with LEVELS and the storm, the others with SECOND_LEVELS.
-IFS=';' read -r -a sweeps <<< "${SWEEPS:-default;cuda VP_TTS_DEVICE=cuda}"
+IFS=';' read -r -a sweeps <<< "${SWEEPS:-silence VP_VAD_END_OF_TURN=silence;default}"
 FIRST=$(echo "${sweeps[0]}" | cut -d' ' -f1)
 # Each worker's stacks (py-spy's collapsed format) during the last level of the first sweep
 spy_last_level() {
