@@ -68,7 +68,8 @@ async def _burst(tts, order: dict) -> list[dict]:
                 "audio_s": samples / tts.sample_rate_hz}
 
     offset = order["offset"]
-    texts = [PIECES[0]] * order["n"] if order["same"] else [PIECES[(offset + i) % len(PIECES)] for i in range(order["n"])]
+    count = order["n"]
+    texts = [PIECES[0]] * count if order["same"] else [PIECES[(offset + i) % len(PIECES)] for i in range(count)]
     return await asyncio.gather(*map(one, texts))
 
 
@@ -112,7 +113,8 @@ def measure(processes: int, levels: list[int], rounds: int, later: bool, same: b
                 "last_audio_ms": summarize(p["last_ms"] for p in pieces),
                 "cpu_ms_per_piece": round(cpu_s * 1000 / max(1, len(pieces)), 1),
                 "audio_s_per_s": round(sum(p["audio_s"] for p in pieces) / wall_s, 1),
-                "rows_per_call": round((rows - rows_before) / (calls - calls_before), 2) if calls > calls_before else None,
+                "rows_per_call": round((rows - rows_before) / (calls - calls_before), 2)
+                if calls > calls_before else None,
             })
             calls_before, rows_before = calls, rows
             print(_line(results[-1]), flush=True)

@@ -17,7 +17,8 @@ from voice_pipeline.engines.registry import piper_voice
 from voice_pipeline.engines.vad import silero_model_path
 from voice_pipeline.errors import ConfigError
 
-SENTENCES = ["Paris is the capital of France,", "Hi!", "The moon is about three hundred eighty thousand kilometres away.",
+SENTENCES = ["Paris is the capital of France,", "Hi!",
+             "The moon is about three hundred eighty thousand kilometres away.",
              "Sure, I can help with that."]
 NOISE_OFF = (0.0, 1.0, 0.0)
 
@@ -73,7 +74,8 @@ class _BlockingSession:
         return audio.reshape(len(lengths), 1, 1, -1), lengths  # one frame per phoneme id
 
 
-def _run_in_threads(batcher: PiperBatcher, rows: list) -> tuple[list, list[threading.Thread]]:
+def _run_in_threads(batcher: PiperBatcher, rows: list, in_order: bool = False) -> tuple[list, list]:
+    """Each row's `run` in its own thread; `in_order`: each row queued before the next one starts."""
     results: list[object] = [None] * len(rows)
 
     def one(index: int) -> None:
@@ -83,8 +85,10 @@ def _run_in_threads(batcher: PiperBatcher, rows: list) -> tuple[list, list[threa
             results[index] = exc
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(rows))]
-    for thread in threads:
+    for index, thread in enumerate(threads):
         thread.start()
+        if in_order:
+            _wait_queued(batcher, index + 1)
     return results, threads
 
 
@@ -103,8 +107,7 @@ def test_sentences_queued_during_a_call_go_together_into_the_next_one_by_their_s
     first, first_threads = _run_in_threads(batcher, [([1, 1], NOISE_OFF)])
     assert session.entered.wait(5)  # the first call has taken its row and waits for `release`
     rows = [([2], NOISE_OFF), ([3, 3, 3], NOISE_OFF), ([4], (0.5, 1.0, 0.5)), ([5, 5], NOISE_OFF), ([6], NOISE_OFF)]
-    results, threads = _run_in_threads(batcher, rows)
-    _wait_queued(batcher, len(rows))
+    results, threads = _run_in_threads(batcher, rows, in_order=True)
     session.release.set()
     for thread in first_threads + threads:
         thread.join(5)
@@ -137,7 +140,8 @@ def test_batching_is_on_with_cuda_only_unless_set():
 
 
 def test_each_lane_batches_by_its_own_device(monkeypatch):
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: providers)
     settings = TtsSettings(device="cpu", later_device="cuda")
     assert tts_batching(settings) is False and tts_batching(settings, settings.later_device) is True
 
