@@ -75,8 +75,7 @@ async def _burst(tts, order: dict) -> list[dict]:
 
 def _batches(tts) -> dict:
     """Model calls and rows so far, both lanes (empty without batching)."""
-    lanes = {id(lane.resources[0]): lane.resources[0] for lane in (tts._voice, tts._later)}
-    batchers = [voice.batcher for voice in lanes.values() if hasattr(voice, "batcher")]
+    batchers = tts.batchers
     return {"calls": sum(b.calls for b in batchers), "rows": sum(b.rows for b in batchers)} if batchers else {}
 
 

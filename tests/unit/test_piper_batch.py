@@ -162,7 +162,7 @@ def test_a_batching_engine_speaks_every_piece_of_replies_at_once():
         return await asyncio.gather(*(speak(text, i % 2 == 0) for i, text in enumerate(SENTENCES * 2)))
 
     audios = asyncio.run(main())
-    urgent, later = tts._voice.resources[0].batcher, tts._later.resources[0].batcher
+    urgent, later = tts.batchers  # one per lane
     assert urgent is not later and urgent.rows + later.rows == len(audios)
     assert urgent.calls < urgent.rows or later.calls < later.rows  # some sentences shared a call
     for text, audio in zip(SENTENCES * 2, audios):

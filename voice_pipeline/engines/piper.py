@@ -125,6 +125,9 @@ class PiperTts:
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
         self.batched = batch_max > 0 or later_batch > 0  # either lane
+        # Each batching lane's PiperBatcher (its calls and rows, for the TTS probe)
+        self.batchers = [v.batcher for v in {id(v): v for v in (voice, self._later.resources[0])}.values()
+                         if isinstance(v, BatchedVoice)]
         self.name = f"piper:{settings.voice}"
         stat = os.stat(model)
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
