@@ -11,8 +11,8 @@
 # --portable targets AVX2 instead of this CPU (a binary to carry to another machine); --sdist uses a
 # tarball already on disk instead of fetching it from the package index (`pip download`, else PyPI's
 # JSON API, sha256 checked; never a model hub); --check prints the path if the binary is cached and exits 1 if not.
-# Only the llama-server target is built, without the web UI, with -j the core count. Progress goes
-# to stderr, the path alone to stdout.
+# Only the llama-server and llama-export-lora targets are built, without the web UI, with -j the
+# core count. Progress goes to stderr, the path alone to stdout.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -34,7 +34,9 @@ VARIANT="$VERSION"
 [ "$CUDA" = 1 ] && [ -n "$CUDA_ARCH" ] && VARIANT+="-sm${CUDA_ARCH//;/-}"
 [ "$PORTABLE" = 1 ] && VARIANT+="-portable"
 DEST="${XDG_CACHE_HOME:-$HOME/.cache}/voice_pipeline/llama-server/$VARIANT"
-if [ -x "$DEST/llama-server" ]; then
+# llama-export-lora beside it: `serve` merges the voice LoRA into the model's weights with it when
+# the server runs on a GPU (engines/lora_merge.py)
+if [ -x "$DEST/llama-server" ] && [ -x "$DEST/llama-export-lora" ]; then
   echo "$DEST/llama-server"
   exit 0
 fi
@@ -111,10 +113,12 @@ fi
 [ "$PORTABLE" = 1 ] && ARGS+=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
 echo "build-llama-server: building llama-server $VARIANT (several minutes; -j$(nproc))" >&2
 cmake -S "$SRC" -B "$WORK/build" "${ARGS[@]}" > "$WORK/cmake.log" 2>&1 || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
-cmake --build "$WORK/build" --target llama-server -j "$(nproc)" > "$WORK/build.log" 2>&1 \
+cmake --build "$WORK/build" --target llama-server llama-export-lora -j "$(nproc)" > "$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }
 env "${RUN_ENV[@]}" "$WORK/build/bin/llama-server" --version > /dev/null 2>&1 || { echo "build-llama-server: the built binary does not run" >&2; exit 1; }
 mkdir -p "$DEST"
-cp "$WORK/build/bin/llama-server" "$DEST/llama-server.tmp.$$"
-mv "$DEST/llama-server.tmp.$$" "$DEST/llama-server"  # atomic: a concurrent caller sees all or nothing
+for tool in llama-export-lora llama-server; do  # the server last: a cached server means both are there
+  cp "$WORK/build/bin/$tool" "$DEST/$tool.tmp.$$"
+  mv "$DEST/$tool.tmp.$$" "$DEST/$tool"  # atomic: a concurrent caller sees all or nothing
+done
 echo "$DEST/llama-server"

@@ -151,6 +151,12 @@ class LlmSettings:
     # Each slot keeps its own prompt in the KV cache either way. On by default in llama-server, it
     # held the first token of 64 replies at once to 1,031 ms at p50 (16: 301) against 97 (16: 44) off.
     server_cache_ram_mib: int = 0
+    # serving = "server": the voice LoRA merged into the model's weights (llama-export-lora, cached)
+    # instead of applied at run time, where it adds about as many GPU kernels per step as the model
+    # has. "auto": when llama-server sees a GPU and `n_gpu_layers` is not 0 (on the CPU the 4-bit
+    # model plus the adapter reads far less memory per token than the merged F16 one);
+    # engines/lora_merge.py.
+    server_merge_lora: str = "auto"
     url: str = ""  # serving = "url": comma-separated base URLs, e.g. http://10.0.0.5:8000/v1
     served_model: str = ""  # serving = "url": the model name the endpoint serves ("local" if empty)
     system_prompt_file: str = ""  # empty -> models/prompts/system.txt

@@ -44,7 +44,8 @@ from typing import AsyncIterator, Sequence
 
 from voice_pipeline.processes import describe_exit, die_with_parent
 from voice_pipeline.engines.base import ChatMessage
-from voice_pipeline.engines.llama_server_cmd import find_binary, server_argv, slot_count
+from voice_pipeline.engines.llama_server_cmd import configured_weights, find_binary, server_argv, slot_count
+from voice_pipeline.engines.lora_merge import served_weights
 from voice_pipeline.engines.openai_compat import OpenAICompatLLM
 from voice_pipeline.errors import EngineError
 
@@ -91,6 +92,8 @@ class ModelServers:
         `kind`: "child" (llama_cpp.server, one reply at a time) or "server" (llama-server, N slots)."""
         self.llm, self.host, self.system_prompt, self.kind = llm, host, system_prompt, kind
         self.binary = find_binary(llm.server_bin) if kind == "server" else ""
+        # llama-server's model and adapter: on a GPU the voice LoRA merged into the model (once, cached)
+        self.weights = served_weights(llm, self.binary, *configured_weights(llm)) if kind == "server" else None
         self.slots = slot_count(llm) if kind == "server" else 1  # replies each server generates at once
         self.ports = list(ports) or [free_port(host) for _ in range(max(1, count))]
         self.restarts = 0
@@ -123,7 +126,7 @@ class ModelServers:
         if self.kind == "server":  # its warnings and errors (a GGML_ASSERT's message) go to our stderr
             nice = max(0, self.llm.server_nice)
             self._processes[index] = subprocess.Popen(
-                server_argv(self.llm, self.binary, self.host, self.ports[index], MODEL_ALIAS),
+                server_argv(self.llm, self.binary, self.host, self.ports[index], MODEL_ALIAS, self.weights),
                 stdout=subprocess.DEVNULL, preexec_fn=lambda: (die_with_parent(), os.nice(nice)))
             self._started_t[index] = time.monotonic()
             return

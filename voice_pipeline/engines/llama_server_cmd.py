@@ -48,15 +48,22 @@ def slot_count(llm) -> int:
     return max(1, llm.server_slots or llm.instances)
 
 
-def server_argv(llm, binary: str, host: str, port: int, alias: str) -> list[str]:
-    """One llama-server on `host:port` serving the pipeline's model (and voice LoRA) in N slots,
-    each with `llm.n_ctx` tokens of context, on `llm.n_threads` threads."""
+def configured_weights(llm) -> tuple[str, str]:
+    """The model and adapter (or "") the settings name: the embedded SmolLM2 and the voice LoRA."""
     from voice_pipeline.engines.llama_cpp import voice_lora_path
     from voice_pipeline.engines.registry import smollm2_gguf
 
+    return llm.model_path or smollm2_gguf(), llm.lora_path or voice_lora_path(llm.variant)
+
+
+def server_argv(llm, binary: str, host: str, port: int, alias: str,
+                weights: tuple[str, str] | None = None) -> list[str]:
+    """One llama-server on `host:port` serving `weights` (model, adapter or ""; default: the
+    configured ones) in N slots, each with `llm.n_ctx` tokens of context, on `llm.n_threads` threads."""
+    model, lora = weights or configured_weights(llm)
     slots = slot_count(llm)
     threads = llm.n_threads or (os.cpu_count() or 1)
-    argv = [binary, "--model", llm.model_path or smollm2_gguf(), "--alias", alias,
+    argv = [binary, "--model", model, "--alias", alias,
             "--host", host, "--port", str(port),
             "--parallel", str(slots), "--ctx-size", str(llm.n_ctx * slots),  # split evenly over the slots
             "--threads", str(threads), "--threads-batch", str(threads),
@@ -68,7 +75,6 @@ def server_argv(llm, binary: str, host: str, port: int, alias: str) -> list[str]
             "--cache-ram", str(llm.server_cache_ram_mib)]
     if llm.n_gpu_layers >= 0:  # else llama-server's "auto": as many layers as fit (CUDA builds only)
         argv += ["--n-gpu-layers", str(llm.n_gpu_layers)]
-    lora = llm.lora_path or voice_lora_path(llm.variant)
     if lora:
         argv += ["--lora", lora]
     return argv
