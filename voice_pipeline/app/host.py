@@ -37,6 +37,7 @@ class SessionHost:
         self.engines = engines  # None until the models are loaded: every session is refused
         self.sessions: dict[str, Session] = {}
         self.draining = False  # stopping: no new sessions, replies in progress are finished
+        self.count_listeners: list[Callable[[int], None]] = []  # told the session count when it changes
         self._numbers = itertools.count(1)
         self.loop_lag = LoopLag()  # sampled while the server runs (PipelineServer.app)
         self.capacity = Capacity.from_settings(settings, self.loop_lag)  # the door below the max_sessions ceiling
@@ -57,6 +58,10 @@ class SessionHost:
         if self.sessions and not self.capacity.admits():  # an empty worker always takes one
             return "server_busy"
         return None
+
+    def _counted(self) -> None:
+        for listener in self.count_listeners:
+            listener(len(self.sessions))
 
     def _p90_s(self) -> float:
         p90_ms = self.capacity.p90_ms()
@@ -95,6 +100,7 @@ class SessionHost:
             raise RuntimeError("no session before the engines are loaded: check refusal() first")
         session = Session(f"{prefix}{next(self._numbers)}", self.settings, self.engines, self.metrics)
         self.sessions[session.session_id] = session
+        self._counted()
         runner = asyncio.create_task(session.run(make_sink(session)), name=f"session {session.session_id}")
         try:
             if start is not None:
@@ -108,6 +114,7 @@ class SessionHost:
                 log.error("session %s stopped by %s", session.session_id, type(results[0]).__name__,
                           exc_info=results[0] if log.isEnabledFor(logging.DEBUG) else None)
             self.sessions.pop(session.session_id, None)
+            self._counted()
             if not self.sessions:  # the latency measured described a load that has gone
                 self.capacity.clear()
             log.info("session %s closed", session.session_id)

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from voice_pipeline.app.dispatch import ENV_DISPATCH_FD, ConnectionReceiver
 from voice_pipeline.app.host import SessionHost
 from voice_pipeline.app.realtime_ga import GaConnection
 from voice_pipeline.app.settings import Settings
@@ -197,12 +198,17 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
     server = PipelineServer(settings)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    # Several supervised workers share the port: the kernel spreads connections (SO_REUSEPORT).
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=server.worker.count > 1 or None)
-    if server.worker.count > 1:  # one of several: take connections only once loaded (the others serve meanwhile)
+    # One of several workers: the supervisor accepts and hands each connection to the worker with
+    # the fewest sessions (app/dispatch.py), once this one has loaded (the others serve meanwhile).
+    receiver = None
+    if dispatch_fd := os.environ.pop(ENV_DISPATCH_FD, None):
+        receiver = ConnectionReceiver(int(dispatch_fd), runner.server)
+        server.host.count_listeners.append(receiver.sessions_changed)
         await server.load()
-    await site.start()
-    log.info("listening on http://%s:%s (loading models)", settings.server.host, settings.server.port)
+        receiver.start()
+    else:
+        await web.TCPSite(runner, settings.server.host, settings.server.port).start()
+        log.info("listening on http://%s:%s (loading models)", settings.server.host, settings.server.port)
     if server.engines is None:
         await server.load()
     await server.telephony.start()
@@ -230,6 +236,8 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
             log.warning("stopping with %d session(s) still mid-turn after %g s", busy, timeout_s)
     finally:
         await server.telephony.stop()
+        if receiver is not None:
+            receiver.close()
         await runner.cleanup()
 
 

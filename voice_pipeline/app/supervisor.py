@@ -9,9 +9,10 @@ that fails before it is ready (bad settings, port in use) is not restarted: its 
 returned. SIGTERM and SIGINT are passed to the child, which drains and exits; then so does this.
 A worker still running `STOP_GRACE_S` later (stuck in a native call) is killed, so a stop never hangs.
 
-`server.workers` > 1 starts that many workers on the same port: each binds it with SO_REUSEPORT
-and the kernel spreads new connections over them, so the pipeline uses every core. Each worker
-admits up to `server.max_sessions` and says "full" in /ready when it is (docs/scaling.md).
+`server.workers` > 1 starts that many workers on the same port, so the pipeline uses every core:
+the supervisor listens, and its `Dispatcher` hands each new connection to the ready worker with
+the fewest sessions (app/dispatch.py). Each worker admits up to `server.max_sessions` and says
+"full" in /ready when it is (docs/scaling.md).
 With `llm.serving = "child"` (or `"server"`) the llama.cpp servers (or the one llama-server) are
 children of the supervisor, shared by the workers (engines/llama_server.py).
 
@@ -23,18 +24,25 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from voice_pipeline.app.dispatch import ENV_DISPATCH_FD, Dispatcher
+from voice_pipeline.errors import ConfigError
 from voice_pipeline.processes import describe_exit, die_with_parent
+
+if TYPE_CHECKING:
+    from voice_pipeline.app.settings import Settings
 
 log = logging.getLogger("voice_pipeline.app.supervisor")
 ENV_RESTARTS = "VOICE_PIPELINE_WORKER_RESTARTS"  # not VP_*: those are settings
 ENV_LAST_EXIT = "VOICE_PIPELINE_WORKER_LAST_EXIT"
 ENV_READY_FD = "VOICE_PIPELINE_WORKER_READY_FD"
-ENV_WORKERS = "VOICE_PIPELINE_WORKER_COUNT"  # how many workers share the port (SO_REUSEPORT when > 1)
+ENV_WORKERS = "VOICE_PIPELINE_WORKER_COUNT"  # how many workers share the port
 ENV_INDEX = "VOICE_PIPELINE_WORKER_INDEX"
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # after crash 1, 2, 3, ...; back to the start after a stable hour
 STABLE_S = 3600.0
@@ -93,11 +101,13 @@ class _Worker:
 
 
 class Supervisor:
-    """Runs `workers` copies of the worker process (they share the port with SO_REUSEPORT) and
-    starts each one again, on its own backoff, if it dies after it was ready."""
+    """Runs `workers` copies of the worker process (sharing the port through `dispatcher`, when
+    given) and starts each one again, on its own backoff, if it dies after it was ready."""
 
-    def __init__(self, worker_argv: list[str], workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(self, worker_argv: list[str], workers: int = 1, env: dict[str, str] | None = None,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.worker_argv = worker_argv
+        self.dispatcher = dispatcher
         self.env = dict(env or {})  # extra environment for every worker (where the model servers are)
         self.restarts = 0  # in this supervisor's life, reported by the workers
         self.last_exit = ""
@@ -114,6 +124,8 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._forward)
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         for worker in self._workers:
             self._start(worker)
         try:
@@ -124,6 +136,8 @@ class Supervisor:
                 time.sleep(0.05)
         finally:
             self._stop_all()
+            if self.dispatcher is not None:
+                self.dispatcher.close()
 
     def _step(self) -> int | None:
         """One look at every worker; an exit code once the supervisor should end."""
@@ -141,6 +155,8 @@ class Supervisor:
                 continue
             self._close_ready(worker)
             worker.process = None
+            if self.dispatcher is not None:
+                self.dispatcher.detach(worker.index)
             if self._stopping:
                 if returncode not in (0, -signal.SIGTERM, -signal.SIGINT) and not self._stop_code:
                     self._stop_code = returncode
@@ -170,11 +186,16 @@ class Supervisor:
         env = {**WORKER_ENV_DEFAULTS, **os.environ, **self.env,
                ENV_RESTARTS: str(self.restarts), ENV_LAST_EXIT: self.last_exit, ENV_READY_FD: str(write_fd),
                ENV_WORKERS: str(len(self._workers)), ENV_INDEX: str(worker.index)}
+        channel = self.dispatcher.attach(worker.index) if self.dispatcher is not None else None
+        if channel is not None:
+            env[ENV_DISPATCH_FD] = str(channel.fileno())
+        inherited = (write_fd,) if channel is None else (write_fd, channel.fileno())
         try:
-            worker.process = subprocess.Popen(self.worker_argv, env=env, pass_fds=(write_fd,),
-                                              preexec_fn=die_with_parent)
+            worker.process = subprocess.Popen(self.worker_argv, env=env, pass_fds=inherited, preexec_fn=die_with_parent)
         finally:
             os.close(write_fd)
+            if channel is not None:
+                channel.close()
         worker.ready_fd, worker.ready, worker.restart_at = read_fd, False, None
         worker.started_t = time.monotonic()
 
@@ -188,6 +209,8 @@ class Supervisor:
             return
         worker.ready = data == b"R"
         self._close_ready(worker)
+        if worker.ready and self.dispatcher is not None:
+            self.dispatcher.set_ready(worker.index)
 
     def _close_ready(self, worker: _Worker) -> None:
         if worker.ready_fd is not None:
@@ -243,8 +266,13 @@ def supervise(worker_args: list[str]) -> int:
     config = next((a.split("=", 1)[1] for a in worker_args if a.startswith("--config=")), None)
     settings = Settings.load(config)
     workers = worker_count(settings.server.workers)
-    if workers > 1 and not any(a.startswith("--port=") for a in worker_args) and settings.server.port == 0:
-        worker_args = [*worker_args, f"--port={_free_port(settings.server.host)}"]  # all workers on one port
+    dispatcher = None
+    if workers > 1:  # the supervisor listens and hands connections to the workers (app/dispatch.py)
+        try:
+            dispatcher, worker_args = _listen(settings, worker_args, workers)
+        except (ConfigError, OSError) as exc:
+            print(f"voice-pipeline: {exc}", file=sys.stderr, flush=True)
+            return 2
     argv = [sys.executable, "-m", "voice_pipeline.app.cli", "serve", *worker_args, "--worker"]
     servers = None
     env: dict[str, str] = {}
@@ -252,7 +280,7 @@ def supervise(worker_args: list[str]) -> int:
         from voice_pipeline.engines.llama_server import ENV_LLM_URLS, ModelServers
         from voice_pipeline.engines.registry import system_prompt
 
-        from voice_pipeline.errors import ConfigError, EngineError
+        from voice_pipeline.errors import EngineError
 
         count = 1 if settings.llm.serving == "server" else settings.llm.instances  # llama-server: N slots in one
         try:
@@ -263,17 +291,29 @@ def supervise(worker_args: list[str]) -> int:
             if servers is not None:
                 servers.stop()
             print(f"voice-pipeline: {exc}", file=sys.stderr, flush=True)
+            if dispatcher is not None:
+                dispatcher.close()
             return 2
     try:
-        return Supervisor(argv, workers, env).run()
+        return Supervisor(argv, workers, env, dispatcher).run()
     finally:
         if servers is not None:
             servers.stop()
 
 
-def _free_port(host: str) -> int:
-    import socket
+def _listen(settings: Settings, worker_args: list[str], workers: int) -> tuple[Dispatcher, list[str]]:
+    """The port every worker serves, bound here (its exposure checked first), with its dispatcher;
+    the workers' arguments name the port actually bound (port 0: a free one)."""
+    from voice_pipeline.security.exposure import enforce
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    def arg(name: str) -> str | None:
+        return next((a.split("=", 1)[1] for a in worker_args if a.startswith(f"--{name}=")), None)
+
+    settings.server.host = arg("host") or settings.server.host
+    settings.server.port = int(arg("port") or settings.server.port)
+    enforce(settings.server)  # as the worker does before binding: nothing exposed without its protection
+    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
+    listener = socket.create_server((settings.server.host, settings.server.port), family=family, backlog=1024)
+    port = listener.getsockname()[1]
+    worker_args = [a for a in worker_args if not a.startswith("--port=")] + [f"--port={port}"]
+    return Dispatcher(listener, workers), worker_args
