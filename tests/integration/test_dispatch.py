@@ -1,6 +1,7 @@
 """`serve` with two workers: the supervisor hands each connection to the worker with the fewest
 sessions (app/dispatch.py), so four sessions are two and two, whatever the clients' ports hash
-to; and a session stays with its worker while the other worker is killed and started again."""
+to; and a session stays with its worker while the other worker is killed and started again. With
+`server.balance = "kernel"` the workers bind the port themselves (SO_REUSEPORT), as before."""
 
 from __future__ import annotations
 
@@ -86,6 +87,24 @@ async def test_sessions_are_spread_evenly_and_survive_the_other_worker_s_crash(t
             for ws in sockets + more:
                 await ws.close()
         assert "died (SIGSEGV)" in server.log_path.read_text()
+    finally:
+        stop_server(server)
+    assert server.process.returncode == 0
+
+
+async def test_kernel_balance_has_every_worker_bind_the_port_itself(tmp_path):
+    server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_SERVER_BALANCE="kernel", VP_TELEPHONY_SIP_ENABLED="false")
+    try:
+        workers = sorted(p for p in _children(server.process.pid) if "--worker" in _cmdline(p))
+        deadline = time.monotonic() + 120
+        while len({json.loads(server.get("/health")[1])["pid"] for _ in range(16)}) < 2:
+            assert time.monotonic() < deadline, "both workers serve the port (SO_REUSEPORT)"
+            await asyncio.sleep(0.3)
+        async with aiohttp.ClientSession() as http:
+            sockets = await _open_sessions(server.ws, 4, http)
+            assert sum(_sessions_per_worker(workers, server.port).values()) == 4
+            for ws in sockets:
+                await ws.close()
     finally:
         stop_server(server)
     assert server.process.returncode == 0

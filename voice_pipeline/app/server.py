@@ -206,9 +206,13 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
         server.host.count_listeners.append(receiver.sessions_changed)
         await server.load()
         receiver.start()
-    else:
-        await web.TCPSite(runner, settings.server.host, settings.server.port).start()
-        log.info("listening on http://%s:%s (loading models)", settings.server.host, settings.server.port)
+    else:  # alone, or one of several binding the port themselves (server.balance = "kernel": SO_REUSEPORT)
+        shared = server.worker.count > 1
+        if shared:  # take connections only once loaded (the others serve meanwhile)
+            await server.load()
+        await web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=shared or None).start()
+        log.info("listening on http://%s:%s%s", settings.server.host, settings.server.port,
+                 "" if shared else " (loading models)")
     if server.engines is None:
         await server.load()
     await server.telephony.start()

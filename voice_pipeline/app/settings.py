@@ -42,7 +42,11 @@ class ServerSettings:
     telnyx_max_age_s: int = 300  # Telnyx timestamps further from now than this are refused
     supervise: bool = True  # `serve` runs the server in a worker process, started again if it crashes
     drain_timeout_s: float = 20.0  # on SIGTERM: the longest wait for turns and replies in progress
-    workers: int = 1  # worker processes sharing the port (SO_REUSEPORT); 0 -> from the core count
+    workers: int = 1  # worker processes sharing the port; 0 -> from the core count
+    # With several workers, who picks each new connection's worker: "sessions", the supervisor (the
+    # ready worker with the fewest sessions, app/dispatch.py), or "kernel" (SO_REUSEPORT: a hash of
+    # the connection's addresses, so at random; a worker at its limit refuses while others have room).
+    balance: str = "sessions"
 
 
 @dataclass

@@ -11,7 +11,8 @@ A worker still running `STOP_GRACE_S` later (stuck in a native call) is killed, 
 
 `server.workers` > 1 starts that many workers on the same port, so the pipeline uses every core:
 the supervisor listens, and its `Dispatcher` hands each new connection to the ready worker with
-the fewest sessions (app/dispatch.py). Each worker admits up to `server.max_sessions` and says
+the fewest sessions (app/dispatch.py); with `server.balance = "kernel"` each worker binds the port
+itself (SO_REUSEPORT) and the kernel spreads connections by a hash of their addresses. Each worker admits up to `server.max_sessions` and says
 "full" in /ready when it is (docs/scaling.md).
 With `llm.serving = "child"` (or `"server"`) the llama.cpp servers (or the one llama-server) are
 children of the supervisor, shared by the workers (engines/llama_server.py).
@@ -267,7 +268,14 @@ def supervise(worker_args: list[str]) -> int:
     settings = Settings.load(config)
     workers = worker_count(settings.server.workers)
     dispatcher = None
-    if workers > 1:  # the supervisor listens and hands connections to the workers (app/dispatch.py)
+    if settings.server.balance not in ("sessions", "kernel"):
+        print(f"voice-pipeline: server.balance must be 'sessions' or 'kernel', not {settings.server.balance!r}",
+              file=sys.stderr, flush=True)
+        return 2
+    if workers > 1 and settings.server.balance == "kernel" and not any(a.startswith("--port=") for a in worker_args) \
+            and settings.server.port == 0:
+        worker_args = [*worker_args, f"--port={_free_port(settings.server.host)}"]  # all workers on one port
+    if workers > 1 and settings.server.balance == "sessions":  # the supervisor listens and hands connections out
         try:
             dispatcher, worker_args = _listen(settings, worker_args, workers)
         except (ConfigError, OSError) as exc:
@@ -299,6 +307,12 @@ def supervise(worker_args: list[str]) -> int:
     finally:
         if servers is not None:
             servers.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _listen(settings: Settings, worker_args: list[str], workers: int) -> tuple[Dispatcher, list[str]]:
