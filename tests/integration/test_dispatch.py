@@ -1,7 +1,7 @@
-"""`serve` with two workers: the supervisor hands each connection to the worker with the fewest
-sessions (app/dispatch.py), so four sessions are two and two, whatever the clients' ports hash
-to; and a session stays with its worker while the other worker is killed and started again. With
-`server.balance = "kernel"` the workers bind the port themselves (SO_REUSEPORT), as before."""
+"""`serve` with two workers. `server.balance = "sessions"`: the supervisor hands each connection to
+the worker with the fewest sessions (app/dispatch.py), so four sessions are two and two, whatever
+the clients' ports hash to; and a session stays with its worker while the other worker is killed
+and started again. `"kernel"` (the default): the workers bind the port themselves (SO_REUSEPORT)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ async def _open_sessions(url: str, n: int, http: aiohttp.ClientSession) -> list[
 
 
 async def test_sessions_are_spread_evenly_and_survive_the_other_worker_s_crash(tmp_path):
-    server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_TELEPHONY_SIP_ENABLED="false")
+    server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_SERVER_BALANCE="sessions",
+                          VP_TELEPHONY_SIP_ENABLED="false")
     try:
         supervisor = server.process.pid
         workers = sorted(p for p in _children(supervisor) if "--worker" in _cmdline(p))
@@ -93,7 +94,7 @@ async def test_sessions_are_spread_evenly_and_survive_the_other_worker_s_crash(t
 
 
 async def test_kernel_balance_has_every_worker_bind_the_port_itself(tmp_path):
-    server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_SERVER_BALANCE="kernel", VP_TELEPHONY_SIP_ENABLED="false")
+    server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_TELEPHONY_SIP_ENABLED="false")  # balance: kernel
     try:
         workers = sorted(p for p in _children(server.process.pid) if "--worker" in _cmdline(p))
         deadline = time.monotonic() + 120

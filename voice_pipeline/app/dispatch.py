@@ -1,14 +1,18 @@
-"""Several workers on one port: each new connection goes to the worker with the fewest sessions.
+"""Several workers on one port, `server.balance = "sessions"`: each new connection goes to the
+ready worker with the fewest sessions.
 
-With SO_REUSEPORT the kernel picked a worker by a hash of the connection's addresses, that is at
-random: 64 sessions over 8 workers left some worker with 12 or 13 while another had 4, and the
-busiest worker's sessions waited for its TTS and STT while other cores idled; a worker at its
-`max_sessions` refused a session another had room for. So with `server.workers` > 1 the supervisor
-owns the listening socket: its `Dispatcher` accepts each connection and hands the socket
-(SCM_RIGHTS over a Unix socket pair per worker) to the ready worker with the fewest sessions,
-counting those handed over and not yet received; equal ones in turn. Each worker tells it its
-session count (and how many connections it has received) whenever either changes
-(`ConnectionReceiver`, in the worker's event loop, which serves the socket as if it had accepted it).
+With SO_REUSEPORT (`"kernel"`, the default) the kernel picks a worker by a hash of the
+connection's addresses, that is at random: 4 sessions over 2 workers can be 4 and 0, and a worker
+at its `max_sessions` refuses a session that another has room for. Here the supervisor owns the
+listening socket: its `Dispatcher` accepts each connection and hands the socket (SCM_RIGHTS over a
+Unix socket pair per worker) to the ready worker with the fewest sessions, counting those handed
+over and not yet received; equal ones in turn. Each worker tells it its session count (and how
+many connections it has received) whenever either changes (`ConnectionReceiver`, in the worker's
+event loop, which serves the socket as if it had accepted it itself).
+
+Not the default because even spreading measured slower, not faster: each worker batches its own
+sessions' VAD and STT, and at 6 sessions on 2 cores with 2 workers the even spread took p50 1.26-1.36
+s against 0.92-0.93 with SO_REUSEPORT (docs/scaling.md, "All the cores").
 """
 
 from __future__ import annotations

@@ -198,8 +198,8 @@ async def serve(settings: Settings, ready_event: asyncio.Event | None = None) ->
     server = PipelineServer(settings)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    # One of several workers: the supervisor accepts and hands each connection to the worker with
-    # the fewest sessions (app/dispatch.py), once this one has loaded (the others serve meanwhile).
+    # One of several workers with server.balance = "sessions": the supervisor accepts and hands each
+    # connection to the worker with the fewest sessions (app/dispatch.py), once this one has loaded.
     receiver = None
     if dispatch_fd := os.environ.pop(ENV_DISPATCH_FD, None):
         receiver = ConnectionReceiver(int(dispatch_fd), runner.server)

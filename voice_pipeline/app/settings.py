@@ -43,10 +43,11 @@ class ServerSettings:
     supervise: bool = True  # `serve` runs the server in a worker process, started again if it crashes
     drain_timeout_s: float = 20.0  # on SIGTERM: the longest wait for turns and replies in progress
     workers: int = 1  # worker processes sharing the port; 0 -> from the core count
-    # With several workers, who picks each new connection's worker: "sessions", the supervisor (the
-    # ready worker with the fewest sessions, app/dispatch.py), or "kernel" (SO_REUSEPORT: a hash of
-    # the connection's addresses, so at random; a worker at its limit refuses while others have room).
-    balance: str = "sessions"
+    # With several workers, who picks each new connection's worker: "kernel" (SO_REUSEPORT: a hash of
+    # the connection's addresses, so at random; a worker at its limit refuses while another has room)
+    # or "sessions" (the supervisor: the ready worker with the fewest sessions, app/dispatch.py;
+    # measured slower, as each worker batches its own sessions' VAD and STT: docs/scaling.md).
+    balance: str = "kernel"
 
 
 @dataclass
