@@ -12,8 +12,8 @@ A worker still running `STOP_GRACE_S` later (stuck in a native call) is killed, 
 `server.workers` > 1 starts that many workers on the same port, so the pipeline uses every core:
 each binds it with SO_REUSEPORT and the kernel spreads new connections over them; with
 `server.balance = "sessions"` the supervisor listens instead, and its `Dispatcher` hands each new
-connection to the ready worker with the fewest sessions (app/dispatch.py). Each worker admits up to `server.max_sessions` and says
-"full" in /ready when it is (docs/scaling.md).
+connection to the ready worker with the fewest sessions (app/dispatch.py). Each worker admits up
+to `server.max_sessions` and says "full" in /ready when it is (docs/scaling.md).
 With `llm.serving = "child"` (or `"server"`) the llama.cpp servers (or the one llama-server) are
 children of the supervisor, shared by the workers (engines/llama_server.py).
 
