@@ -11,8 +11,11 @@
 #   LLAMA_SERVER_BIN=<CUDA build> OUT=<dir> scripts/gpu-measure.sh
 #
 # The binary: scripts/build-llama-server.sh --cuda --cuda-arch 90 --portable, built on any machine
-# with nvcc and carried over (EXTRA= in bundle.sh). Carry pipecat-ai too (GPU_WHEELS in bundle.sh):
-# without it there is no Smart Turn and the end of turn falls back to the text model alone. With
+# with nvcc and carried over (EXTRA= in bundle.sh), with the llama-export-lora the script builds
+# beside it (a CPU build's serves too: the merge runs on the CPU), so that `serve` merges the
+# voice LoRA into the model (llm.server_merge_lora; without it the adapter is applied at run time,
+# logged). Carry pipecat-ai too (GPU_WHEELS in bundle.sh): without it there is no Smart Turn and
+# the end of turn falls back to the text model alone. With
 # onnxruntime-gpu the bundle needs 11 chunks or more, beyond bundle.sh's one-digit names: re-split
 # its .gpu/bundle.tar with `split -b 56M -d -a 2` (unpack.sh reads chunk.* in order either way).
 #
