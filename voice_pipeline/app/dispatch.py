@@ -23,6 +23,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from typing import Callable
 
 log = logging.getLogger("voice_pipeline.app.dispatch")
@@ -137,10 +138,11 @@ class Dispatcher:
                 conn, _ = self.listener.accept()
             except socket.timeout:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._closed:
                     return
-                log.warning("accept failed; retrying", exc_info=True)
+                log.warning("accept failed (%s); retrying", exc)  # e.g. out of file descriptors
+                time.sleep(0.1)
                 continue
             with conn:
                 self._hand_over(conn)
