@@ -73,7 +73,11 @@ async def test_sessions_are_spread_evenly_and_survive_the_other_worker_s_crash(t
             assert sorted(_sessions_per_worker(workers, server.port).values()) == [2, 2]
             # Two more while one worker holds three: both go to the other one
             await sockets.pop().close()
-            await asyncio.sleep(0.5)  # the worker tells the supervisor its count
+            deadline = time.monotonic() + 10
+            while sum(_sessions_per_worker(workers, server.port).values()) != 3:
+                assert time.monotonic() < deadline, "the closed session's socket is gone"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # its worker has told the supervisor its count on closing it
             sockets += await _open_sessions(server.ws, 2, http)
             assert sorted(_sessions_per_worker(workers, server.port).values()) == [2, 3]
             # A crash of one worker: the other's sessions go on, new ones go to the one left
