@@ -57,17 +57,22 @@ async def _open_sessions(url: str, n: int, http: aiohttp.ClientSession) -> list[
     return sockets
 
 
+async def _both_workers_serving(server) -> list[int]:
+    """The two worker processes, once both answer on the port (16 /health requests name both)."""
+    workers = sorted(p for p in _children(server.process.pid) if "--worker" in _cmdline(p))
+    assert len(workers) == 2
+    deadline = time.monotonic() + 120
+    while len({json.loads(server.get("/health")[1])["pid"] for _ in range(16)}) < 2:
+        assert time.monotonic() < deadline, "both workers serve the port"
+        await asyncio.sleep(0.2)
+    return workers
+
+
 async def test_sessions_are_spread_evenly_and_survive_the_other_worker_s_crash(tmp_path):
     server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_SERVER_BALANCE="sessions",
                           VP_TELEPHONY_SIP_ENABLED="false")
     try:
-        supervisor = server.process.pid
-        workers = sorted(p for p in _children(supervisor) if "--worker" in _cmdline(p))
-        assert len(workers) == 2
-        deadline = time.monotonic() + 120
-        while len({json.loads(server.get("/health")[1])["pid"] for _ in range(4)}) < 2:
-            assert time.monotonic() < deadline, "both workers ready"
-            await asyncio.sleep(0.2)
+        workers = await _both_workers_serving(server)
         async with aiohttp.ClientSession() as http:
             sockets = await _open_sessions(server.ws, 4, http)
             assert sorted(_sessions_per_worker(workers, server.port).values()) == [2, 2]
@@ -100,11 +105,7 @@ async def test_sessions_are_spread_evenly_and_survive_the_other_worker_s_crash(t
 async def test_kernel_balance_has_every_worker_bind_the_port_itself(tmp_path):
     server = start_server(tmp_path, VP_SERVER_WORKERS="2", VP_TELEPHONY_SIP_ENABLED="false")  # balance: kernel
     try:
-        workers = sorted(p for p in _children(server.process.pid) if "--worker" in _cmdline(p))
-        deadline = time.monotonic() + 120
-        while len({json.loads(server.get("/health")[1])["pid"] for _ in range(16)}) < 2:
-            assert time.monotonic() < deadline, "both workers serve the port (SO_REUSEPORT)"
-            await asyncio.sleep(0.3)
+        workers = await _both_workers_serving(server)
         async with aiohttp.ClientSession() as http:
             sockets = await _open_sessions(server.ws, 4, http)
             assert sum(_sessions_per_worker(workers, server.port).values()) == 4

@@ -87,16 +87,17 @@ def served_weights(llm, server_bin: str, model: str, lora: str) -> tuple[str, st
     given. "auto" without the merge tool, or with a merge that failed, keeps the adapter (logged)."""
     if not lora:
         return model, lora
-    try:
-        wanted = switch_on(llm.server_merge_lora, auto=False)
-    except ConfigError as exc:
-        raise ConfigError(f"llm.server_merge_lora: {exc}") from None
     auto = str(llm.server_merge_lora).lower() == "auto"
     if auto:
         devices = server_devices(server_bin) if llm.n_gpu_layers != 0 else []
         wanted = bool(devices)
         log.info("llama-server devices: %s; voice LoRA %s", ", ".join(devices) or "none",
                  "merged into the model" if wanted else "applied at run time")
+    else:
+        try:
+            wanted = switch_on(llm.server_merge_lora, auto=False)
+        except ConfigError as exc:
+            raise ConfigError(f"llm.server_merge_lora: {exc}") from None
     if not wanted:
         return model, lora
     tool = export_tool(server_bin)
