@@ -1,7 +1,8 @@
 """Reading and editing ONNX files on the protobuf wire format, with the field numbers of onnx.proto,
 so that no package beyond onnxruntime is needed: a message is a list of (field number, wire type,
 value) and only the messages on the path to an edited field are re-encoded (the weights stay the
-same bytes). Used to batch the Silero VAD (engines/vad_model.py) and Piper (engines/piper_batch.py)."""
+same bytes). Used to batch the Silero VAD (engines/vad_model.py) and Piper (engines/piper_batch.py), and to cut
+Piper's graph into its stages (engines/piper_stream.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from collections.abc import Callable
 
 # onnx.proto field numbers
 MODEL_GRAPH = 7
-GRAPH_NODE, GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_VALUE_INFO = 1, 11, 12, 13
-NODE_INPUT, NODE_OUTPUT, NODE_OP_TYPE, NODE_ATTRIBUTE = 1, 2, 4, 5
+GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_VALUE_INFO = 1, 5, 11, 12, 13
+NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE, NODE_ATTRIBUTE = 1, 2, 3, 4, 5
+TENSOR_NAME = 8  # TensorProto.name (an initializer's)
 ATTRIBUTE_NAME, ATTRIBUTE_INTS = 1, 8
 VALUE_INFO_NAME, VALUE_INFO_TYPE = 1, 2
 TYPE_TENSOR, TENSOR_ELEM_TYPE, TENSOR_SHAPE, SHAPE_DIM, DIM_PARAM = 1, 1, 2, 1, 2
-INT64 = 7  # TensorProto.DataType
+FLOAT, INT64 = 1, 7  # TensorProto.DataType
 
 VARINT, LENGTH_DELIMITED = 0, 2
 

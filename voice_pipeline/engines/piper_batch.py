@@ -184,11 +184,7 @@ class BatchedVoice:
         from piper import AudioChunk
 
         config = self.config
-        scales = (_or(syn_config.noise_scale, config.noise_scale), _or(syn_config.length_scale, config.length_scale),
-                  _or(syn_config.noise_w_scale, config.noise_w_scale))
-        speaker = None
-        if config.num_speakers > 1:
-            speaker = _or(syn_config.speaker_id, config.default_speaker_id)
+        scales, speaker = synthesis_scales(config, syn_config)
         for phonemes in self.voice.phonemize(text):
             if not phonemes:
                 continue
@@ -197,6 +193,15 @@ class BatchedVoice:
             yield AudioChunk(sample_rate=config.sample_rate, sample_width=2, sample_channels=1,
                              audio_float_array=_as_piper_does(audio, syn_config), phonemes=phonemes,
                              phoneme_ids=ids)
+
+
+def synthesis_scales(config: Any, syn_config: Any) -> tuple[tuple[float, float, float], int | None]:
+    """The model's (noise, length, noise_w) scales and speaker id for a synthesis, as
+    PiperVoice.phoneme_ids_to_audio picks them: the synthesis's own, else the voice's."""
+    scales = (_or(syn_config.noise_scale, config.noise_scale), _or(syn_config.length_scale, config.length_scale),
+              _or(syn_config.noise_w_scale, config.noise_w_scale))
+    speaker = _or(syn_config.speaker_id, config.default_speaker_id) if config.num_speakers > 1 else None
+    return scales, speaker
 
 
 def _or(value: Any, default: Any) -> Any:
