@@ -17,8 +17,9 @@ def test_the_cores_are_shared_out_among_the_workers_unless_set():
 
 def test_the_voice_session_gets_the_thread_count_and_still_speaks():
     tts = PiperTts(TtsSettings(workers=1), threads=1)
-    session = tts._voice.resources[0].session
-    assert session.get_session_options().intra_op_num_threads == 1
-    assert session.get_providers() == ["CPUExecutionProvider"]
-    later = tts._later.resources[0].session  # the later pieces' lane: its own session, as many threads
-    assert later is not session and later.get_session_options().intra_op_num_threads == 1
+    sessions = tts._voice.resources[0].sessions  # the first pieces' lane streams: the voice's three stages
+    for session in sessions:
+        assert session.get_session_options().intra_op_num_threads == 1
+        assert session.get_providers() == ["CPUExecutionProvider"]
+    later = tts._later.resources[0].voice.session  # the later lane (at the first lane's gain): its own session
+    assert later not in sessions and later.get_session_options().intra_op_num_threads == 1

@@ -103,8 +103,10 @@ async def test_piper_speaks_a_first_piece_and_later_pieces_in_their_own_lanes():
     before = _native_threads()
     tts = PiperTts(TtsSettings(workers=1, later_nice=10), threads=2)
     assert tts._later is not tts._voice and tts._later.resources[0] is not tts._voice.resources[0]
-    for pool in (tts._voice, tts._later):  # no pool thread spins while it waits for its next operator
-        options = pool.resources[0].session.get_session_options()
+    first_lane = tts._voice.resources[0].sessions  # streamed: the voice's three stages
+    later_lane = [tts._later.resources[0].voice.session]  # whole sentences, at the first lane's gain
+    for session in [*first_lane, *later_lane]:  # no pool thread spins while it waits for its next operator
+        options = session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     tts._voice = _Recording(tts._voice, "first")
     tts._later = _Recording(tts._later, "later")

@@ -215,6 +215,10 @@ class TtsSettings:
     # runs at the lower priority only while more than this much of its audio is left to play;
     # below it, at full priority, so a busy CPU does not leave a gap in the reply (reply/pace.py).
     later_lead_ms: int = 1500
+    # A reply's first pieces come out of Piper a window at a time, the first window about this many
+    # ms of audio, so its first audio does not wait for the whole sentence (engines/piper_stream.py;
+    # CPU lanes without batching); 0: whole sentences, as piper makes them.
+    stream_first_ms: int = 500
 
 
 @dataclass

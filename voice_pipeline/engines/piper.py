@@ -8,17 +8,21 @@ slots until its synthesis has returned, however its consumer was cancelled."""
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 
 from voice_pipeline.app.settings import TtsSettings, switch_on
 from voice_pipeline.engines.onnx_device import CUDA, onnx_providers
 from voice_pipeline.engines.piper_batch import BatchedVoice, PiperBatcher, batched_piper_model
-from voice_pipeline.engines.registry import piper_voice
+from voice_pipeline.engines.piper_stream import FixedGainVoice, StreamingVoice, split_piper_model
+from voice_pipeline.engines.registry import cache_dir, piper_voice
 from voice_pipeline.errors import ConfigError, EngineError
 from voice_pipeline.threads import ThreadOwnedPool, named_thread_pool
+
+log = logging.getLogger("voice_pipeline.engines.piper")
 
 
 def espeak_is_locked() -> bool:
@@ -28,7 +32,8 @@ def espeak_is_locked() -> bool:
     return hasattr(voice, "_ESPEAK_PHONEMIZER_LOCK")
 
 
-def load_voice(voice_name: str, device: str, threads: int, batch_max: int = 0, lane: str = "tts"):
+def load_voice(voice_name: str, device: str, threads: int, batch_max: int = 0, lane: str = "tts",
+               stream_first_ms: int = 0):
     """The Piper voice with an onnxruntime session of `threads` threads (0: onnxruntime's own
     choice, every physical core). piper's own loader takes onnxruntime's defaults, so each worker
     process's synthesis would spread over all the cores: on a 16-core machine with four workers,
@@ -37,7 +42,8 @@ def load_voice(voice_name: str, device: str, threads: int, batch_max: int = 0, l
     cores from the other stages (at 6 sessions on 2 cores the idle pool thread used more CPU than
     the syntheses themselves; docs/scaling.md). With `batch_max` > 0, a BatchedVoice: its
     sentences share onnxruntime calls, up to `batch_max` rows each, made by a thread `<lane>-batch`
-    (engines/piper_batch.py)."""
+    (engines/piper_batch.py). Otherwise, with `stream_first_ms` > 0, a StreamingVoice: each sentence's
+    audio in windows, the first of about that many ms (engines/piper_stream.py)."""
     import json
 
     import onnxruntime
@@ -53,6 +59,13 @@ def load_voice(voice_name: str, device: str, threads: int, batch_max: int = 0, l
         providers.insert(0, (CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}))
     with open(config, encoding="utf-8") as config_file:
         piper_config = PiperConfig.from_dict(json.load(config_file))
+    if batch_max <= 0 and stream_first_ms > 0:
+        try:
+            return streaming_voice(PiperVoice(config=piper_config, session=None), model, stream_first_ms,
+                                   lambda graph: onnxruntime.InferenceSession(graph, sess_options=options,
+                                                                              providers=providers))
+        except ValueError as exc:  # a graph this cannot cut: whole sentences, as piper makes them
+            log.warning("Piper voice %s: sentences synthesized whole (%s)", voice_name, exc)
     if batch_max <= 0:
         return PiperVoice(config=piper_config,
                           session=onnxruntime.InferenceSession(model, sess_options=options, providers=providers))
@@ -62,6 +75,16 @@ def load_voice(voice_name: str, device: str, threads: int, batch_max: int = 0, l
     batcher = PiperBatcher(session, frames_output, hop_length=piper_config.hop_length, batch_max=batch_max,
                            name=f"{lane}-batch")
     return BatchedVoice(PiperVoice(config=piper_config, session=session), batcher)
+
+
+def streaming_voice(voice: Any, model: str, first_ms: int, session: Callable[[bytes], Any]) -> StreamingVoice:
+    """`voice` (a PiperVoice without a session) synthesizing through sessions of its model's three
+    stages; its profile (contexts, gain) cached under the cache directory after the first start."""
+    graphs = split_piper_model(model)
+    hop, rate = voice.config.hop_length, voice.config.sample_rate
+    return StreamingVoice(voice, (session(graphs.front), session(graphs.flow), session(graphs.decoder)), graphs,
+                          first_frames=max(1, round(first_ms * rate / hop / 1000)),
+                          profile_cache=cache_dir() / "piper-stream", model_path=model)
 
 
 def load_voice_at_nice(voice_name: str, device: str, threads: int, nice: int, batch_max: int = 0):
@@ -105,7 +128,7 @@ class PiperTts:
 
         model = piper_voice(settings.voice)[0]
         batch_max = max(1, settings.batch_max) if tts_batching(settings) else 0
-        voice = load_voice(settings.voice, settings.device, threads, batch_max)
+        voice = load_voice(settings.voice, settings.device, threads, batch_max, stream_first_ms=settings.stream_first_ms)
         workers = lane_threads(settings, batch_max)
         # Two lanes: a reply's first piece (someone is waiting to hear it) and the later pieces
         # (needed only once the audio before them has played). The later lane has its own session
@@ -113,24 +136,28 @@ class PiperTts:
         # of its work holds a first piece back or takes the CPU from one (sharing one session, its
         # syntheses ran on the session's intra-op threads at full priority). Without espeak's own
         # lock the two lanes would share espeak: one lane, as before. `tts.later_device` may put the
-        # later lane on another device (batched with CUDA under "auto").
+        # later lane on another device (batched with CUDA under "auto"). The first lane streams each
+        # sentence in windows (`tts.stream_first_ms`); the later lane's pieces are wanted only once
+        # the audio before them has played, so they are made whole (with the first lane's gain).
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._later = self._voice
-        later_device, later_batch = settings.later_device or settings.device, batch_max
+        later_voice, later_device, later_batch = voice, settings.later_device or settings.device, batch_max
         if espeak_is_locked() and (settings.later_nice > 0 or later_device != settings.device):
             later_batch = max(1, settings.batch_max) if tts_batching(settings, later_device) else 0
             later_voice = load_voice_at_nice(settings.voice, later_device, threads, settings.later_nice, later_batch)
-            self._later = ThreadOwnedPool([later_voice] * lane_threads(settings, later_batch),
+            later = FixedGainVoice(later_voice, voice.profile.gain) if isinstance(voice, StreamingVoice) else later_voice
+            self._later = ThreadOwnedPool([later] * lane_threads(settings, later_batch),
                                           thread_name_prefix="tts-later", nice=settings.later_nice)
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate_hz = voice.config.sample_rate
         self.batched = batch_max > 0 or later_batch > 0  # either lane
         # Each batching lane's PiperBatcher (its calls and rows, for the TTS probe)
-        self.batchers = [v.batcher for v in {id(v): v for v in (voice, self._later.resources[0])}.values()
+        self.batchers = [v.batcher for v in {id(v): v for v in (voice, later_voice)}.values()
                          if isinstance(v, BatchedVoice)]
         self.name = f"piper:{settings.voice}"
         stat = os.stat(model)
-        self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}"
+        gain = f":gain{voice.profile.gain:.4f}" if isinstance(voice, StreamingVoice) else ""  # else each its peak's
+        self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}{gain}"
 
     async def synthesize(self, text: str, *, urgent: bool = False) -> AsyncIterator[np.ndarray]:
         lane = self._voice if urgent else self._later
