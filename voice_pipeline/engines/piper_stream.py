@@ -206,9 +206,7 @@ class StreamingVoice:
         """One sentence's raw audio (as the model makes it), window by window."""
         scales, speaker = synthesis_scales(self.config, syn_config)
         sid = {"sid": np.array([speaker or 0], dtype=np.int64)}
-        front_feeds: dict[str, np.ndarray] = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
-                       "scales": np.array(scales, dtype=np.float32)}
-        prior = self._run(0, front_feeds, sid)
+        prior = self._prior(ids, scales, sid)
         frames = prior[0].shape[-1]
         if any(tensor.ndim != 3 or tensor.shape[-1] != frames for tensor in prior):
             raise EngineError("tts", "the voice's flow inputs are not frames: set tts.stream_first_ms = 0")
@@ -235,8 +233,15 @@ class StreamingVoice:
             feeds = {**feeds, **sid}
         return list(session.run(None, feeds))
 
+    def _prior(self, ids: list[int], scales: tuple[float, ...], sid: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The front: a sentence's phoneme ids to the flow's inputs over all its frames."""
+        feeds: dict[str, np.ndarray] = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
+                 "scales": np.array(scales, dtype=np.float32)}
+        return self._run(0, feeds, sid)
+
     def _flow_over(self, prior: list[np.ndarray], start: int, end: int, sid: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {name: np.ascontiguousarray(tensor[..., start:end]) for name, tensor in zip(self._graphs.flow_inputs, prior)}
+        feeds = {name: np.ascontiguousarray(tensor[..., start:end])
+                 for name, tensor in zip(self._graphs.flow_inputs, prior)}
         return self._run(1, feeds, sid)[0]
 
     def _decode(self, latent: np.ndarray, start: int, end: int, sid: dict[str, np.ndarray]) -> np.ndarray:
@@ -259,9 +264,7 @@ class StreamingVoice:
         for sentence in CALIBRATION:
             for phonemes in self.voice.phonemize(sentence):
                 ids = self.voice.phonemes_to_ids(phonemes)
-                prior = self._run(0, {"input": np.array([ids], dtype=np.int64),
-                                      "input_lengths": np.array([len(ids)], dtype=np.int64),
-                                      "scales": np.array(scales, dtype=np.float32)}, sid)
+                prior = self._prior(ids, scales, sid)
                 latent = self._flow_over(prior, 0, prior[0].shape[-1], sid)
                 audio = self._run(2, {self._graphs.latent: latent}, sid)[0]
                 peaks.append(float(np.abs(audio).max()))
@@ -274,7 +277,8 @@ class StreamingVoice:
         flow_context = _reach(latent, self._flow_over(moved, 0, frames, sid), middle, axis=-1)
         shifted = latent.copy()
         shifted[..., middle] += 1.0
-        before, after = (self._run(2, {self._graphs.latent: z}, sid)[0].reshape(1, -1, self._hop) for z in (latent, shifted))
+        before, after = (self._run(2, {self._graphs.latent: z}, sid)[0].reshape(1, -1, self._hop)
+                         for z in (latent, shifted))
         decoder_context = _reach(before, after, middle, axis=1)
         return VoiceProfile(flow_context, decoder_context, HEADROOM / max(max(peaks), 1e-3))
 
@@ -290,7 +294,8 @@ class FixedGainVoice:
     def synthesize(self, text: str, syn_config: Any) -> Iterator[Any]:
         gain = (self.gain if syn_config.normalize_audio else 1.0) * syn_config.volume
         for chunk in self.voice.synthesize(text, replace(syn_config, normalize_audio=False, volume=1.0)):
-            yield replace(chunk, audio_float_array=np.clip(chunk.audio_float_array * gain, -1.0, 1.0).astype(np.float32))
+            audio = np.clip(chunk.audio_float_array * gain, -1.0, 1.0).astype(np.float32)
+            yield replace(chunk, audio_float_array=audio)
 
 
 def _reach(before: np.ndarray, after: np.ndarray, middle: int, axis: int) -> int:
