@@ -28,7 +28,7 @@ class RunConfig:
     items_per_session: int = 3  # items each concurrent session plays, one after another
     stagger_s: float = 2.0  # concurrent sessions start spread over this many seconds
     baselines: tuple[str, ...] = ("naive", "no_early_final", "no_partials", "sentences_only",
-                                  "no_llm_tts_streaming", "streaming_off")
+                                  "tts_whole_sentences", "no_llm_tts_streaming", "streaming_off")
     baseline_items: int = 8
     # Systems that play the whole corpus (mid-sentence pauses included), to compare turn-taking.
     comparisons: tuple[str, ...] = ("full_window", "partials_often", "partials_rarely", "speculation_and_eot",

@@ -113,7 +113,8 @@ def _naive(options: BenchOptions) -> SystemUnderTest:
 
 
 _NO_CLAUSE_PIECES = {"VP_TTS_FIRST_PIECE_MIN_WORDS": "1000000", "VP_TTS_PIECE_MIN_WORDS": "1000000"}
-_ALL_OFF = {"VP_STT_EARLY_FINAL": "false", "VP_STT_PARTIALS": "false", "VP_TTS_STREAM_TEXT": "false"}
+_ALL_OFF = {"VP_STT_EARLY_FINAL": "false", "VP_STT_PARTIALS": "false", "VP_TTS_STREAM_TEXT": "false",
+            "VP_TTS_STREAM_FIRST_MS": "0"}
 
 SYSTEMS: dict[str, SystemSpec] = {
     spec.name: spec
@@ -132,9 +133,11 @@ SYSTEMS: dict[str, SystemSpec] = {
                 {"VP_STT_ENCODER_WINDOW": "full"}),
         _server("sentences_only", "TTS gets whole sentences only (no early clause-sized first piece)",
                 _NO_CLAUSE_PIECES),
+        _server("tts_whole_sentences", "Piper makes a first piece's sentence whole, not in windows "
+                                       "(VP_TTS_STREAM_FIRST_MS=0)", {"VP_TTS_STREAM_FIRST_MS": "0"}),
         _server("no_llm_tts_streaming", "TTS starts after the whole LLM answer (VP_TTS_STREAM_TEXT=false)",
                 {"VP_TTS_STREAM_TEXT": "false"}),
-        _server("streaming_off", "early final, partials and LLM->TTS streaming all off", _ALL_OFF),
+        _server("streaming_off", "early final, partials, LLM->TTS streaming and TTS windows all off", _ALL_OFF),
         _server("speculation_and_eot", "reply prepared during the endpoint wait, and the endpoint held for the "
                                        "end-of-turn probability (both forced on)",
                 {"VP_VAD_SPECULATE": "on", "VP_VAD_SEMANTIC_EOT": "on"}),
