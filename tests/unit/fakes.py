@@ -87,9 +87,11 @@ class FakeTts:
 
     def __init__(self) -> None:
         self.texts: list[str] = []
+        self.firsts: list[bool] = []  # `first` of each call, in order
 
-    async def synthesize(self, text: str, *, urgent: bool = False):
+    async def synthesize(self, text: str, *, urgent: bool = False, first: bool = False):
         self.texts.append(text)
+        self.firsts.append(first)
         samples = TTS_RATE_HZ * TTS_MS_PER_WORD // 1000 * len(text.split())
         yield np.full(samples, 0.2, dtype=np.float32)
 

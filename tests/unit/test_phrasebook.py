@@ -14,7 +14,7 @@ class CountingTts(FakeTts):
         super().__init__()
         self.fail_on = fail_on
 
-    async def synthesize(self, text, *, urgent=False):
+    async def synthesize(self, text, *, urgent=False, first=False):
         if text == self.fail_on:
             raise RuntimeError("scripted failure")
         async for audio in super().synthesize(text):

@@ -65,6 +65,8 @@ def test_the_windows_together_are_the_whole_sentence(voices):
         assert np.abs(together - alone).max() < 1e-4
         counts.append(len(windows))
     assert counts[0] == 1  # a word: one window, no context computed twice
+    one = list(streaming.windows(_ids(whole, SENTENCES[-1]), NOISE_OFF, first_frames=0))
+    assert len(one) == 1 and np.abs(one[0] - whole.phoneme_ids_to_audio(_ids(whole, SENTENCES[-1]), NOISE_OFF)).max() < 1e-4
     assert counts[-1] >= 3
     hop = whole.config.hop_length
     assert len(next(streaming.windows(_ids(whole, SENTENCES[-1]), NOISE_OFF))) == 26 * hop
@@ -151,15 +153,16 @@ def test_a_graph_that_cannot_be_cut_is_refused_and_the_voice_is_synthesized_whol
     assert len(list(voice.synthesize("Hello there.", SynthesisConfig()))) == 1
 
 
-def test_the_first_pieces_lane_streams_and_the_later_lane_does_not():
+def test_only_a_reply_s_first_piece_comes_in_windows():
     tts = PiperTts(TtsSettings(workers=1, stream_first_ms=300), threads=1)
     text = "The capital of France is Paris, a city known for its art, its food and its museums."
 
-    async def chunks(urgent):
-        return [len(a) async for a in tts.synthesize(text, urgent=urgent)]
+    async def chunks(urgent, first):
+        return [len(a) async for a in tts.synthesize(text, urgent=urgent, first=first)]
 
-    first, later = asyncio.run(chunks(True)), asyncio.run(chunks(False))
-    assert len(first) >= 2 and len(later) == 1
+    first, urgent_later, later = asyncio.run(chunks(True, True)), asyncio.run(chunks(True, False)), \
+        asyncio.run(chunks(False, False))
+    assert len(first) >= 2 and len(urgent_later) == 1 and len(later) == 1  # windows for the first piece only
     assert first[0] < sum(first) / 2
     assert abs(sum(first) - later[0]) < 0.1 * later[0]  # the same sentence (the noise differs per call)
     assert isinstance(tts._later.resources[0], FixedGainVoice)

@@ -115,7 +115,7 @@ class _BurstTts:
     name = "burst-tts"
     sample_rate_hz = 22_050
 
-    async def synthesize(self, text: str, *, urgent: bool = False):
+    async def synthesize(self, text: str, *, urgent: bool = False, first: bool = False):
         tone = _tone(1000, self.sample_rate_hz, 0.1 * len(text.split()), 0.3)
         audio = np.concatenate([np.zeros(int(0.06 * self.sample_rate_hz), np.float32), tone])
         cut = len(audio) // 3

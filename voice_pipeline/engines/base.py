@@ -56,11 +56,13 @@ class TextToSpeech(Protocol):
     name: str
     sample_rate_hz: int
 
-    def synthesize(self, text: str, *, urgent: bool = False) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str, *, urgent: bool = False, first: bool = False) -> AsyncIterator[np.ndarray]:
         """Yield mono float32 audio at `sample_rate_hz` for one speakable piece of text. `urgent`:
         someone is waiting to hear it (a reply's first piece, or one its playback is about to
         need); other pieces have audio before them to play first, so an engine shared by sessions
-        may serve urgent pieces ahead of them (reply/pace.py)."""
+        may serve urgent pieces ahead of them (reply/pace.py). `first`: the reply's first piece,
+        whose first audio the listener waits for in silence: an engine that can may yield it a
+        little at a time (Piper's windows, engines/piper_stream.py)."""
         ...
 
     async def warm_up(self) -> None: ...

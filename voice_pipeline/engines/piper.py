@@ -159,9 +159,18 @@ class PiperTts:
         gain = f":gain{voice.profile.gain:.4f}" if isinstance(voice, StreamingVoice) else ""  # else each its peak's
         self.cache_key = f"{self.name}:{settings.length_scale}:{stat.st_size}:{int(stat.st_mtime)}{gain}"
 
-    async def synthesize(self, text: str, *, urgent: bool = False) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, text: str, *, urgent: bool = False, first: bool = False) -> AsyncIterator[np.ndarray]:
+        """A reply's first piece in windows where the first lane streams; any other piece whole (the
+        windows cost CPU, and a later piece's audio is wanted whole before the audio ahead of it
+        has played)."""
         lane = self._voice if urgent else self._later
-        chunks = lane.stream(lambda voice: voice.synthesize(text, self._config), urgent=urgent)
+
+        def synthesis(voice: Any) -> Any:
+            if isinstance(voice, StreamingVoice):
+                return voice.synthesize(text, self._config, windows=first)
+            return voice.synthesize(text, self._config)
+
+        chunks = lane.stream(synthesis, urgent=urgent)
         try:
             async for chunk in chunks:
                 yield chunk.audio_float_array
@@ -175,5 +184,5 @@ class PiperTts:
         rest) happens before the first session does. The lanes' own threads exist from the start
         (ThreadOwnedPool makes them all)."""
         for urgent in (True, False):
-            async for _ in self.synthesize("Ready.", urgent=urgent):
+            async for _ in self.synthesize("Ready.", urgent=urgent, first=urgent):
                 pass

@@ -188,8 +188,9 @@ class StreamingVoice:
         self._speaker_inputs = [{i.name for i in s.get_inputs()} & {"sid"} for s in sessions]
         self.profile = _cached_profile(self, profile_cache, model_path)
 
-    def synthesize(self, text: str, syn_config: Any) -> Iterator[Any]:
-        """As PiperVoice.synthesize, but each sentence in windows: one AudioChunk per window."""
+    def synthesize(self, text: str, syn_config: Any, windows: bool = True) -> Iterator[Any]:
+        """As PiperVoice.synthesize, but each sentence in windows: one AudioChunk per window (or,
+        `windows` false, per sentence: the three stages once each, as whole as piper's call)."""
         from piper import AudioChunk
 
         gain = (self.profile.gain if syn_config.normalize_audio else 1.0) * syn_config.volume
@@ -197,21 +198,23 @@ class StreamingVoice:
             if not phonemes:
                 continue
             ids = self.voice.phonemes_to_ids(phonemes)
-            for audio in self.windows(ids, syn_config):
+            for audio in self.windows(ids, syn_config, first_frames=self.first_frames if windows else 0):
                 yield AudioChunk(sample_rate=self.config.sample_rate, sample_width=2, sample_channels=1,
                                  audio_float_array=np.clip(audio * gain, -1.0, 1.0).astype(np.float32),
                                  phonemes=phonemes, phoneme_ids=ids)
 
-    def windows(self, ids: list[int], syn_config: Any) -> Iterator[np.ndarray]:
-        """One sentence's raw audio (as the model makes it), window by window."""
+    def windows(self, ids: list[int], syn_config: Any, first_frames: int | None = None) -> Iterator[np.ndarray]:
+        """One sentence's raw audio (as the model makes it), window by window: the first of
+        `first_frames` (default the voice's; 0: the whole sentence in one)."""
         scales, speaker = synthesis_scales(self.config, syn_config)
         sid = {"sid": np.array([speaker or 0], dtype=np.int64)}
         prior = self._prior(ids, scales, sid)
         frames = prior[0].shape[-1]
         if any(tensor.ndim != 3 or tensor.shape[-1] != frames for tensor in prior):
             raise EngineError("tts", "the voice's flow inputs are not frames: set tts.stream_first_ms = 0")
-        first, flow_pad, decoder_pad = self.first_frames, self.profile.flow_context, self.profile.decoder_context
-        if frames > 2 * first:  # the first window from a flow over just the frames it needs
+        first = self.first_frames if first_frames is None else first_frames
+        flow_pad, decoder_pad = self.profile.flow_context, self.profile.decoder_context
+        if first and frames > 2 * first:  # the first window from a flow over just the frames it needs
             flow_end = min(frames, first + decoder_pad + flow_pad)
             latent = self._flow_over(prior, 0, flow_end, sid)
             yield self._decode(latent, 0, first, sid)

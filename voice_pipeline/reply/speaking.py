@@ -187,9 +187,10 @@ class Reply:
         while (text := await pieces.get()) is not None:
             spoken = SpokenPiece(clean_for_speech(text))
             # The first piece, or one the playback is about to need: ahead of others' later pieces.
-            urgent = not self.record.pieces or not self.pace.can_wait()
+            first = not self.record.pieces
+            urgent = first or not self.pace.can_wait()
             self.record.pieces.append(spoken)
-            async for audio in self.tts.synthesize(spoken.text, urgent=urgent):
+            async for audio in self.tts.synthesize(spoken.text, urgent=urgent, first=first):
                 self.timeline.mark("tts_first_audio", now())
                 # A piece's length is its TTS audio's: the resampler keeps positions but holds back a
                 # little, which reaches the outbox with the next piece (or the flush below).
