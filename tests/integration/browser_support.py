@@ -79,15 +79,18 @@ def spoken_question(text: str, path: Path, lead_s: float, tail_s: float) -> Path
     """Piper (the embedded voice) speaks `text` into a 16-bit WAV with silence around it.
 
     Chromium's fake microphone loops the file: the long tail of silence keeps the second loop
-    (a second question) far after the first turn has finished.
+    (a second question) far after the first turn has finished. Spoken with piper's noise off, so
+    every run hears the same question (with the noise on, whisper tiny once heard "the capital of
+    friends" in CI).
     """
-    from piper import PiperVoice
+    from piper import PiperVoice, SynthesisConfig
 
     from voice_pipeline.engines.registry import piper_voice
 
     model, config = piper_voice("en_US-joe-medium")
     voice = PiperVoice.load(model, config_path=config)
-    speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text)])
+    same_every_time = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text, same_every_time)])
     rate_hz = voice.config.sample_rate
     silence = lambda seconds: np.zeros(int(seconds * rate_hz), dtype=np.float32)  # noqa: E731
     write_wav(path, np.concatenate([silence(lead_s), speech, silence(tail_s)]), rate_hz)
