@@ -136,9 +136,10 @@ class PiperTts:
         # of its work holds a first piece back or takes the CPU from one (sharing one session, its
         # syntheses ran on the session's intra-op threads at full priority). Without espeak's own
         # lock the two lanes would share espeak: one lane, as before. `tts.later_device` may put the
-        # later lane on another device (batched with CUDA under "auto"). The first lane streams each
-        # sentence in windows (`tts.stream_first_ms`); the later lane's pieces are wanted only once
-        # the audio before them has played, so they are made whole (with the first lane's gain).
+        # later lane on another device (batched with CUDA under "auto"). The first lane makes a
+        # reply's first piece in windows (`tts.stream_first_ms`, `synthesize(first=True)`); later
+        # pieces are wanted whole before the audio ahead of them has played, so they are made whole
+        # (the later lane at the first lane's gain).
         self._voice = ThreadOwnedPool([voice] * workers, thread_name_prefix="tts")
         self._later = self._voice
         later_voice, later_device, later_batch = voice, settings.later_device or settings.device, batch_max
