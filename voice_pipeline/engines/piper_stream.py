@@ -60,7 +60,6 @@ class VoiceGraphs:
     decoder: bytes
     flow_inputs: tuple[str, ...]  # [batch, channels, frames] each (the prior's frames and their mask)
     latent: str
-    output: str
 
 
 def split_piper_model(path: str | Path) -> VoiceGraphs:
@@ -122,7 +121,7 @@ def split_piper_model(path: str | Path) -> VoiceGraphs:
     for name, part in zip(("flow", "decoder"), parts[1:]):
         if b"RandomNormal" in part[1] or any(i in part[2] for i in ("input", "input_lengths", "scales")):
             raise ValueError(f"the {name} part is not a function of its frames alone")
-    return VoiceGraphs(parts[0][0], parts[1][0], parts[2][0], tuple(flow_inputs), latent, output)
+    return VoiceGraphs(parts[0][0], parts[1][0], parts[2][0], tuple(flow_inputs), latent)
 
 
 def _subgraph(model: list[wire.Field], graph: list[wire.Field], raw_nodes: list[bytes], ancestors: Any,
