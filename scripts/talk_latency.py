@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from voice_pipeline.audio import write_wav
-from voice_pipeline.engines.registry import piper_voice
+from voice_pipeline.bench.corpus import seeded_speech
 from voice_pipeline_client.talk import talk
 
 QUESTIONS = ("What is the capital of France?", "What color is the sky on a clear day?",
@@ -25,14 +25,10 @@ QUESTIONS = ("What is the capital of France?", "What color is the sky on a clear
 
 
 def speak(folder: Path) -> list[Path]:
-    from piper import PiperVoice
-
-    model, config = piper_voice("en_US-joe-medium")
-    voice = PiperVoice.load(model, config_path=config)
     paths = []
     for i, text in enumerate(QUESTIONS):
-        rate = voice.config.sample_rate
-        speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text)]) * 0.6
+        speech, rate = seeded_speech(text)
+        speech = speech * 0.6
         audio = np.concatenate([np.zeros(rate // 2), speech, np.zeros(rate // 4)]).astype(np.float32)
         paths.append(folder / f"q{i}.wav")
         write_wav(paths[-1], audio, rate)

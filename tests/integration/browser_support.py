@@ -83,15 +83,11 @@ def spoken_question(text: str, path: Path, lead_s: float, tail_s: float) -> Path
     every run hears the same question (with the noise on, whisper tiny once heard "the capital of
     friends" in CI).
     """
-    from piper import PiperVoice, SynthesisConfig
+    from piper import SynthesisConfig
 
-    from voice_pipeline.engines.registry import piper_voice
+    from voice_pipeline.bench.corpus import seeded_speech
 
-    model, config = piper_voice("en_US-joe-medium")
-    voice = PiperVoice.load(model, config_path=config)
-    same_every_time = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text, same_every_time)])
-    rate_hz = voice.config.sample_rate
+    speech, rate_hz = seeded_speech(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
     silence = lambda seconds: np.zeros(int(seconds * rate_hz), dtype=np.float32)  # noqa: E731
     write_wav(path, np.concatenate([silence(lead_s), speech, silence(tail_s)]), rate_hz)
     return path

@@ -83,18 +83,15 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def piper_say(tmp_path_factory):
-    """Speak a sentence with the embedded Piper voice into a WAV (with silence around it)."""
-    from piper import PiperVoice
+    """Speak a sentence with the embedded Piper voice into a WAV (with silence around it): the same
+    audio for the same text in every run (the voice's noise seeded, bench/corpus.py)."""
+    from voice_pipeline.bench.corpus import seeded_speech
 
-    from voice_pipeline.engines.registry import piper_voice
-
-    model, config = piper_voice("en_US-joe-medium")
-    voice = PiperVoice.load(model, config_path=config)
     folder = tmp_path_factory.mktemp("speech")
 
     def say(text: str, lead_s: float = 0.5, tail_s: float = 0.3, gain: float = 0.6) -> Path:
-        rate = voice.config.sample_rate
-        speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text)]) * gain
+        speech, rate = seeded_speech(text)
+        speech = speech * gain
         audio = np.concatenate([np.zeros(int(lead_s * rate)), speech, np.zeros(int(tail_s * rate))]).astype(np.float32)
         path = folder / (text.lower().replace(" ", "_").strip("?.!,")[:40] + ".wav")
         write_wav(path, audio, rate)

@@ -93,16 +93,12 @@ def check_loopback(url: str) -> None:
 
 def speak(texts: list[str]) -> list[tuple[np.ndarray, int]]:
     """Spoken questions from the embedded Piper voice (as conftest's piper_say does), with trailing silence."""
-    from piper import PiperVoice
+    from voice_pipeline.bench.corpus import seeded_speech
 
-    from voice_pipeline.engines.registry import piper_voice
-
-    model, config = piper_voice("en_US-joe-medium")
-    voice = PiperVoice.load(model, config_path=config)
-    rate = voice.config.sample_rate
     spoken = []
     for text in texts:
-        speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text)]) * 0.6
+        speech, rate = seeded_speech(text)
+        speech = speech * 0.6
         # 0.8 s of silence after the words: the server's VAD ends the turn on it.
         spoken.append((np.concatenate([speech, np.zeros(int(0.8 * rate))]).astype(np.float32), rate))
     return spoken

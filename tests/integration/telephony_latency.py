@@ -27,14 +27,10 @@ QUESTION = "What is the capital of France?"
 
 
 def piper_question(folder: Path, lead_s: float) -> Path:
-    from piper import PiperVoice
+    from voice_pipeline.bench.corpus import seeded_speech
 
-    from voice_pipeline.engines.registry import piper_voice
-
-    model, config = piper_voice("en_US-joe-medium")
-    voice = PiperVoice.load(model, config_path=config)
-    rate = voice.config.sample_rate
-    speech = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(QUESTION)]) * 0.6
+    speech, rate = seeded_speech(QUESTION)
+    speech = speech * 0.6
     audio = np.concatenate([np.zeros(int(lead_s * rate)), speech, np.zeros(int(0.2 * rate))]).astype(np.float32)
     path = folder / f"question-{lead_s}.wav"
     write_wav(path, audio, rate)

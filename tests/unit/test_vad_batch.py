@@ -29,16 +29,12 @@ SENTENCES = ("What is the capital of France?", "Set a timer for ten minutes, ple
 @pytest.fixture(scope="module")
 def speech_16k() -> list[np.ndarray]:
     """Piper speech (the embedded voice), 16 kHz, each sentence with its own lead of silence."""
-    from piper import PiperVoice
+    from voice_pipeline.bench.corpus import seeded_speech
 
-    from voice_pipeline.engines.registry import piper_voice
-
-    model, config = piper_voice("en_US-joe-medium")
-    voice = PiperVoice.load(model, config_path=config)
     clips = []
     for lead_ms, text in zip((300, 170, 455, 20), SENTENCES):
-        spoken = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text)]) * 0.6
-        audio = resample(spoken.astype(np.float32), voice.config.sample_rate, 16_000)
+        spoken, rate = seeded_speech(text)
+        audio = resample((spoken * 0.6).astype(np.float32), rate, 16_000)
         clips.append(np.concatenate([np.zeros(16 * lead_ms, np.float32), audio, np.zeros(4_800, np.float32)]))
     return clips
 

@@ -13,12 +13,46 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voice_pipeline.audio import PIPELINE_RATE_HZ, read_wav, resample
 
+if TYPE_CHECKING:
+    from piper import PiperVoice, SynthesisConfig
+
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "v1.json"
+SPEECH_SEED = 2026  # onnxruntime's seed for the noise Piper draws while speaking a corpus or a test's question
+
+
+def seeded_piper_voice(name: str = "en_US-joe-medium") -> PiperVoice:
+    """A Piper voice whose random draws (phoneme durations and the latent's noise, RandomNormalLike
+    nodes in its ONNX graph) come from a fixed seed: onnxruntime seeds each such node from its
+    global seed when the session is made. A process that speaks the same texts in the same order
+    then hears the same audio in every run, so a corpus, a CI gate on it and the arms of an A/B all
+    hear one rendition (unseeded, whisper heard a different sentence now and then). For corpora and
+    tests only: the global seed also fixes the sessions this process makes later."""
+    import onnxruntime
+    from piper import PiperVoice
+
+    from voice_pipeline.engines.registry import piper_voice
+
+    model, config = piper_voice(name)
+    onnxruntime.set_seed(SPEECH_SEED)
+    return PiperVoice.load(model, config_path=config)
+
+
+def piper_speech(voice: PiperVoice, text: str, config: SynthesisConfig | None = None) -> np.ndarray:
+    """`text` spoken by `voice`: float32 at the voice's own sample rate."""
+    return np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text, config)])
+
+
+def seeded_speech(text: str, config: SynthesisConfig | None = None) -> tuple[np.ndarray, int]:
+    """`text` spoken by a freshly seeded joe voice (~0.5 s to load): the same audio for the same text
+    in any process, whatever it spoke before. (float32 audio, its sample rate)."""
+    voice = seeded_piper_voice()
+    return piper_speech(voice, text, config), voice.config.sample_rate
 
 
 @dataclass(frozen=True)
@@ -104,24 +138,19 @@ class Synthesizer:
     """Speaks corpus text with Piper (loaded once) or espeak-ng, always returning 16 kHz float32."""
 
     def __init__(self) -> None:
-        self._piper = None
+        self._piper: PiperVoice | None = None
 
     def speak(self, item: CorpusItem, text: str) -> np.ndarray:
         audio = self._piper_speak(item, text) if item.engine == "piper" else self._espeak(item, text)
         return _trim(audio)
 
     def _piper_speak(self, item: CorpusItem, text: str) -> np.ndarray:
-        from piper import PiperVoice, SynthesisConfig
-
-        from voice_pipeline.engines.registry import piper_voice
+        from piper import SynthesisConfig
 
         if self._piper is None:
-            model, config = piper_voice(item.voice)
-            self._piper = PiperVoice.load(model, config_path=config)
-        config = SynthesisConfig(length_scale=item.length_scale)
-        chunks = [chunk.audio_float_array for chunk in self._piper.synthesize(text, config)]
-        rate_hz = self._piper.config.sample_rate
-        return resample(np.concatenate(chunks), rate_hz, PIPELINE_RATE_HZ)
+            self._piper = seeded_piper_voice(item.voice)
+        speech = piper_speech(self._piper, text, SynthesisConfig(length_scale=item.length_scale))
+        return resample(speech, self._piper.config.sample_rate, PIPELINE_RATE_HZ)
 
     @staticmethod
     def _espeak(item: CorpusItem, text: str) -> np.ndarray:
