@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from voice_pipeline.audio import write_wav
-from voice_pipeline.bench.corpus import seeded_speech
+from voice_pipeline.bench.corpus import clear_speech
 from voice_pipeline_client.talk import talk
 
 QUESTIONS = ("What is the capital of France?", "What color is the sky on a clear day?",
@@ -27,7 +27,7 @@ QUESTIONS = ("What is the capital of France?", "What color is the sky on a clear
 def speak(folder: Path) -> list[Path]:
     paths = []
     for i, text in enumerate(QUESTIONS):
-        speech, rate = seeded_speech(text)
+        speech, rate = clear_speech(text)
         speech = speech * 0.6
         audio = np.concatenate([np.zeros(rate // 2), speech, np.zeros(rate // 4)]).astype(np.float32)
         paths.append(folder / f"q{i}.wav")

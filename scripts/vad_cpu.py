@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from voice_pipeline.audio import resample
-from voice_pipeline.bench.corpus import piper_speech, seeded_piper_voice
+from voice_pipeline.bench.corpus import clear_speech
 from voice_pipeline.engines.vad_batch import BatchedVad, vad_streams
 
 MESSAGE_MS = 20
@@ -33,11 +33,10 @@ SENTENCES = ("What is the capital of France?", "Set a timer for ten minutes.", "
 
 def speech_16k(seconds: float) -> np.ndarray:
     """Piper sentences with pauses between them, repeated to `seconds` of 16 kHz audio."""
-    voice = seeded_piper_voice()
     parts = []
     for text in SENTENCES:
-        spoken = piper_speech(voice, text) * 0.6
-        parts += [resample(spoken.astype(np.float32), voice.config.sample_rate, 16_000), np.zeros(12_800, np.float32)]
+        spoken, rate = clear_speech(text)
+        parts += [resample((spoken * 0.6).astype(np.float32), rate, 16_000), np.zeros(12_800, np.float32)]
     audio = np.concatenate(parts)
     return np.resize(audio, int(seconds * 16_000))
 

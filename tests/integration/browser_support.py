@@ -83,11 +83,9 @@ def spoken_question(text: str, path: Path, lead_s: float, tail_s: float) -> Path
     every run hears the same question (with the noise on, whisper tiny once heard "the capital of
     friends" in CI).
     """
-    from piper import SynthesisConfig
+    from voice_pipeline.bench.corpus import clear_speech
 
-    from voice_pipeline.bench.corpus import seeded_speech
-
-    speech, rate_hz = seeded_speech(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    speech, rate_hz = clear_speech(text)
     silence = lambda seconds: np.zeros(int(seconds * rate_hz), dtype=np.float32)  # noqa: E731
     write_wav(path, np.concatenate([silence(lead_s), speech, silence(tail_s)]), rate_hz)
     return path

@@ -84,13 +84,13 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def piper_say(tmp_path_factory):
     """Speak a sentence with the embedded Piper voice into a WAV (with silence around it): the same
-    audio for the same text in every run (the voice's noise seeded, bench/corpus.py)."""
-    from voice_pipeline.bench.corpus import seeded_speech
+    audio for the same text in every run (Piper's noise off, bench/corpus.py clear_speech)."""
+    from voice_pipeline.bench.corpus import clear_speech
 
     folder = tmp_path_factory.mktemp("speech")
 
     def say(text: str, lead_s: float = 0.5, tail_s: float = 0.3, gain: float = 0.6) -> Path:
-        speech, rate = seeded_speech(text)
+        speech, rate = clear_speech(text)
         speech = speech * gain
         audio = np.concatenate([np.zeros(int(lead_s * rate)), speech, np.zeros(int(tail_s * rate))]).astype(np.float32)
         path = folder / (text.lower().replace(" ", "_").strip("?.!,")[:40] + ".wav")

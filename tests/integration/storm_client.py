@@ -93,11 +93,11 @@ def check_loopback(url: str) -> None:
 
 def speak(texts: list[str]) -> list[tuple[np.ndarray, int]]:
     """Spoken questions from the embedded Piper voice (as conftest's piper_say does), with trailing silence."""
-    from voice_pipeline.bench.corpus import seeded_speech
+    from voice_pipeline.bench.corpus import clear_speech
 
     spoken = []
     for text in texts:
-        speech, rate = seeded_speech(text)
+        speech, rate = clear_speech(text)
         speech = speech * 0.6
         # 0.8 s of silence after the words: the server's VAD ends the turn on it.
         spoken.append((np.concatenate([speech, np.zeros(int(0.8 * rate))]).astype(np.float32), rate))

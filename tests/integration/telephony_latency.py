@@ -27,9 +27,9 @@ QUESTION = "What is the capital of France?"
 
 
 def piper_question(folder: Path, lead_s: float) -> Path:
-    from voice_pipeline.bench.corpus import seeded_speech
+    from voice_pipeline.bench.corpus import clear_speech
 
-    speech, rate = seeded_speech(QUESTION)
+    speech, rate = clear_speech(QUESTION)
     speech = speech * 0.6
     audio = np.concatenate([np.zeros(int(lead_s * rate)), speech, np.zeros(int(0.2 * rate))]).astype(np.float32)
     path = folder / f"question-{lead_s}.wav"

@@ -29,11 +29,11 @@ SENTENCES = ("What is the capital of France?", "Set a timer for ten minutes, ple
 @pytest.fixture(scope="module")
 def speech_16k() -> list[np.ndarray]:
     """Piper speech (the embedded voice), 16 kHz, each sentence with its own lead of silence."""
-    from voice_pipeline.bench.corpus import seeded_speech
+    from voice_pipeline.bench.corpus import clear_speech
 
     clips = []
     for lead_ms, text in zip((300, 170, 455, 20), SENTENCES):
-        spoken, rate = seeded_speech(text)
+        spoken, rate = clear_speech(text)
         audio = resample((spoken * 0.6).astype(np.float32), rate, 16_000)
         clips.append(np.concatenate([np.zeros(16 * lead_ms, np.float32), audio, np.zeros(4_800, np.float32)]))
     return clips
