@@ -48,8 +48,7 @@ async def test_a_stt_backlog_sheds_partials_and_speculation_but_the_turn_is_answ
 async def test_full_llm_slots_shed_speculation_only():
     engines = fake_engines()
     load = StageLoad(1, lambda: 0)
-    load.reply_started(("s0", "r1"))  # another session's reply holds the only slot (and is audible)
-    load.reply_audible(("s0", "r1"))
+    load.reply_started()  # another session's reply holds the only slot
     engines.load = load
     async with Harness(engines, make_settings()) as h:
         await long_turn(h)
@@ -57,55 +56,6 @@ async def test_full_llm_slots_shed_speculation_only():
     assert "speculation" not in metrics.data and shed(h, "speculation") == 1
     assert shed(h, "partial") == 0
     assert load.replies_running == 1  # this session's reply was counted while it ran, and released
-
-
-async def test_partials_yield_to_a_reply_before_its_first_audio_then_run_again():
-    engines = fake_engines()
-    load = StageLoad(4, lambda: 0, partials_yield=True)
-    load.reply_started(("s0", "r1"))  # another session's reply: started, nothing heard yet
-    engines.load = load
-    async with Harness(engines, make_settings()) as h:
-        await long_turn(h)
-        metrics = await h.sink.wait_for("turn.metrics")
-        assert [final for final, _ in engines.stt.calls] == [True]  # no partial while it was silent
-        assert metrics.data["speculation"] == "hit"  # LLM slots were free: speculation is not shed
-        assert shed(h, "partial") >= 1 and shed(h, "speculation") == 0
-        await h.sink.wait_for("response.done")
-        assert load.replies_before_first_audio == 1  # this session's own reply was heard and released
-
-        load.reply_audible(("s0", "r1"))  # the other reply is heard: partials run again
-        engines.stt.calls.clear()
-        await long_turn(h)
-        await h.sink.wait_for("response.done", count=2)
-    assert any(not final for final, _ in engines.stt.calls)
-    load.reply_finished(("s0", "r1"))
-    assert load.replies_before_first_audio == 0 and load.replies_running == 0
-
-
-async def test_without_yielding_partials_run_beside_a_starting_reply():
-    engines = fake_engines()
-    load = StageLoad(4, lambda: 0, partials_yield=False)  # e.g. the STT on a GPU
-    load.reply_started(("s0", "r1"))
-    engines.load = load
-    async with Harness(engines, make_settings()) as h:
-        await long_turn(h)
-        await h.sink.wait_for("turn.metrics")
-    assert any(not final for final, _ in engines.stt.calls) and shed(h, "partial") == 0
-
-
-def test_partials_yield_by_default_where_the_stt_runs_on_the_cpu():
-    from types import SimpleNamespace
-
-    from voice_pipeline.app.compose import stage_load
-
-    settings = make_settings()
-    assert stage_load(settings, SimpleNamespace(device="cpu", waiting=0)).partials_yield
-    assert not stage_load(settings, SimpleNamespace(device="cuda", waiting=0)).partials_yield
-    assert not stage_load(settings, None).partials_yield
-    settings.stt.partials_yield = "off"
-    assert not stage_load(settings, SimpleNamespace(device="cpu", waiting=0)).partials_yield
-    settings.stt.partials_yield = "on"
-    assert stage_load(settings, SimpleNamespace(device="cuda", waiting=0)).partials_yield
 
 
 async def test_the_stt_counts_passes_waiting_for_a_worker():

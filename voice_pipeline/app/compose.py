@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,9 +12,6 @@ from voice_pipeline.app.settings import Settings, switch_on
 from voice_pipeline.engines.registry import cache_dir, system_prompt
 from voice_pipeline.session.load import StageLoad
 from voice_pipeline.session.engines import Engines
-
-if TYPE_CHECKING:
-    from voice_pipeline.engines.whisper import WhisperStt
 
 log = logging.getLogger("voice_pipeline.engines")
 
@@ -60,7 +56,7 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
         answerer=answerer,
         eot=eot,
         speculate=switch_on(settings.vad.speculate, stt_fast),
-        load=stage_load(settings, stt),
+        load=StageLoad(settings.llm.instances, (lambda: stt.waiting) if isinstance(stt, WhisperStt) else (lambda: 0)),
     )
     warm_ups = {"llm": llm and llm.warm_up(prompt), "tts": tts and tts.warm_up()}
     for name, warm in warm_ups.items():
@@ -74,14 +70,6 @@ async def load_engines(settings: Settings) -> tuple[Engines, dict[str, float]]:
     names = {name: engine.name if engine else "off" for name, engine in (("stt", stt), ("llm", llm), ("tts", tts))}
     log.info("engines ready: %s remote=%s %s", names, bool(answerer.large), timings)
     return engines, timings
-
-
-def stage_load(settings: Settings, stt: WhisperStt | None) -> StageLoad:
-    """What the worker's sessions shed under load (session/load.py), from where the STT runs."""
-    if stt is None:
-        return StageLoad(settings.llm.instances)
-    return StageLoad(settings.llm.instances, lambda: stt.waiting,
-                     partials_yield=switch_on(settings.stt.partials_yield, stt.device == "cpu"))
 
 
 def make_llm(llm):

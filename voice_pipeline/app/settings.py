@@ -104,9 +104,6 @@ class SttSettings:
     beam_size: int = 1
     partials: bool = True
     partial_interval_ms: int = 700
-    # Partials wait while any session's reply is before its first audio (session/load.py). "auto":
-    # when the STT runs on the CPU, where its passes take cores from the LLM and TTS; "on"/"off".
-    partials_yield: str = "auto"
     early_final: bool = True  # start the final pass at the start of silence, not at the endpoint
     # "fitted": whisper's encoder runs on the utterance plus `window_margin_s` of silence instead of
     # a fixed 30 s window (engines/whisper_window.py); "full": faster-whisper's own 30 s windows.

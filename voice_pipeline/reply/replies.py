@@ -303,14 +303,14 @@ class Replies:
 
     async def _produce(self, reply: Reply, answer: Answer, plan: ReplyPlan, report: TurnReport) -> Level:
         """`produce`, counted in the worker's load while it runs (session/load.py)."""
-        load, key = self.engines.load, (self.session_id, reply.record.response_id)
+        load = self.engines.load
         if load is not None:
-            load.reply_started(key)
+            load.reply_started()
         try:
             return await produce(reply, answer, plan, self.phrases, report, self.settings.budgets.first_audio_ms / 1000.0)
         finally:
             if load is not None:
-                load.reply_finished(key)
+                load.reply_finished()
 
     def _count_fallbacks(self, timeline: TurnTimeline) -> None:
         report = timeline.report
@@ -376,8 +376,6 @@ class Replies:
 
     def on_first_audio(self, response_id: str, t: float) -> None:
         """The outbox sent a reply's first audio at `t`: the turn's last latency mark."""
-        if self.engines.load is not None:
-            self.engines.load.reply_audible((self.session_id, response_id))
         timeline = self._timelines.pop(response_id, None)
         if timeline is not None:
             timeline.mark("first_audio_sent", t)
