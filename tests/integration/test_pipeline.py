@@ -50,6 +50,22 @@ def test_spoken_question_gets_a_transcript_a_spoken_reply_and_ordered_metrics(se
     assert list(metrics["stages_ms"]) == ["endpointing", "stt", "llm_first_token", "first_piece", "tts", "send"]
 
 
+def test_a_spoken_turn_s_cpu_is_counted_for_the_stages_that_used_it(server, piper_say):
+    from voice_pipeline.bench.procstat import ProcessMeter, thread_cpu_s, thread_name, tree_cpu_s
+
+    question = piper_say("What is the capital of France?")
+    meter = ProcessMeter(server.process.pid)
+    meter.start()
+    result = subprocess.run([VOICE_PIPELINE, "talk", str(question), "--url", server.ws, "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    stages = meter.stop()["cpu_by_stage"]
+    assert {"stt", "llm", "tts", "event loop"} <= {stage for stage, cores in stages.items() if cores > 0}, stages
+    # whisper's CTranslate2 workers and Piper's onnxruntime pool are named for the stage that loaded them
+    names = {thread_name(pid, tid) for pid, tid in thread_cpu_s(tree_cpu_s(server.process.pid))}
+    assert {"stt-native_0", "tts-native_0"} <= names, sorted(names)
+
+
 async def test_barge_in_silences_the_reply_and_nothing_of_it_follows(server, piper_say):
     question, _ = read_wav(piper_say("Tell me a long story about a brave knight and a dragon.", tail_s=0.0))
     interruption, _ = read_wav(piper_say("Stop, wait a moment please.", lead_s=0.0, tail_s=0.0))

@@ -163,3 +163,38 @@ def test_a_refused_session_is_told_apart_from_a_started_one():
     assert _created_or_refused(_Client({"type": "session.created", "session": {}})) == ""
     assert _created_or_refused(_Client({"type": "error", "error": {"code": "invalid_json"}})) is None  # not a refusal
     assert _created_or_refused(_Client()) is None  # nothing yet: keep waiting
+
+
+def test_each_thread_s_cpu_counts_for_its_stage_by_name():
+    stage = procstat.thread_stage
+    assert stage("pipeline worker", True, "python") == "event loop"
+    assert stage("voice-pipeline serve", True, "python") == "other"  # the supervisor
+    assert stage("llama-server", False, "llama-server") == "llm"
+    assert [stage("pipeline worker", False, name) for name in
+            ("stt-batch_0", "stt-native_0", "llm_1", "llm-later_0", "tts_0", "tts-later-ort_0", "vad-batch",
+             "eot-native_0", "eot_0", "asyncio_0", "python")] == [
+        "stt", "stt", "llm", "llm", "tts", "tts", "vad", "end of turn", "end of turn", "other", "other"]
+
+
+def test_cpu_by_stage_sums_the_threads_of_a_stage():
+    spin = ("import threading, time\n"
+            "from voice_pipeline.threads import name_native_thread\n"
+            "def burn(name, s):\n    name_native_thread(name)\n    end = time.thread_time() + s\n"
+            "    while time.thread_time() < end: pass\n    time.sleep(30)\n"
+            "for name, s in (('stt-native_0', 0.2), ('stt-batch_0', 0.2), ('tts_0', 0.2)):\n"
+            "    threading.Thread(target=burn, args=(name, s)).start()\n"
+            "time.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        meter = ProcessMeter(child.pid)
+        meter.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(procstat.thread_cpu_s([child.pid]).values()) < 0.6:
+            time.sleep(0.05)
+        stages = meter.stop()["cpu_by_stage"]
+        assert list(stages)[:2] == ["stt", "tts"] and stages["stt"] > stages["tts"] > 0, stages
+        assert procstat.stages_summary({"cpu_by_stage": stages}).startswith(f"stt {stages['stt']} · tts ")
+        assert procstat.stages_summary({}) == "n/a"
+    finally:
+        child.kill()
+        child.wait()

@@ -99,6 +99,38 @@ def thread_name(pid: int, tid: int) -> str:
         return "gone"
 
 
+# Which stage a pipeline thread works for, by its OS name (pool threads are named for their lane,
+# and a library's own threads for the stage that loaded it: app/compose.py).
+_STAGE_PREFIXES = (("stt", ("stt-",)), ("llm", ("llm",)), ("tts", ("tts",)), ("vad", ("vad-",)),
+                   ("end of turn", ("eot", "smart-turn")))
+
+
+def thread_stage(process: str, main_thread: bool, thread: str) -> str:
+    """The stage a thread's CPU counts for: a worker's main thread is its event loop (sessions,
+    audio framing, the protocol), a llama-server is the LLM, unnamed threads are "other"."""
+    if process == "llama-server":
+        return "llm"
+    if main_thread:
+        return "event loop" if process == "pipeline worker" else "other"
+    return next((stage for stage, prefixes in _STAGE_PREFIXES if thread.startswith(prefixes)), "other")
+
+
+def cpu_by_stage(start: dict[tuple[int, int], float], end: dict[tuple[int, int], float],
+                 wall_s: float) -> dict[str, float]:
+    """Cores each stage used between two `thread_cpu_s` readings (summed over its threads), largest first."""
+    used: dict[str, float] = {}
+    for (pid, tid), cpu in end.items():
+        stage = thread_stage(process_name(pid), pid == tid, thread_name(pid, tid))
+        used[stage] = used.get(stage, 0.0) + max(0.0, cpu - start.get((pid, tid), 0.0))
+    return {stage: round(cpu / wall_s, 2) for stage, cpu in sorted(used.items(), key=lambda kv: -kv[1])}
+
+
+def stages_summary(resources: dict) -> str:
+    """ "stt 0.31 · llm 0.35 · ..." (cores), or "n/a"."""
+    stages = resources.get("cpu_by_stage") or {}
+    return " · ".join(f"{stage} {cores}" for stage, cores in stages.items()) or "n/a"
+
+
 def busiest_summary(resources: dict) -> str:
     """The thread that used the most CPU: "1.0 cores (pipeline worker, main thread)", or "n/a"."""
     threads = resources.get("busiest_threads") or []
@@ -161,6 +193,7 @@ class ProcessMeter:
             "rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
             "busiest_threads": busiest_threads(threads_start, threads_end, wall_s),
+            "cpu_by_stage": cpu_by_stage(threads_start, threads_end, wall_s),
         }
 
 

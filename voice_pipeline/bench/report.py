@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from voice_pipeline.bench.procstat import busiest_summary
+from voice_pipeline.bench.procstat import busiest_summary, stages_summary
 from voice_pipeline.bench.summary import MARK_NAMES, STAGE_NAMES
 
 CHARTS = ("cdf_stages.png", "concurrency.png", "baselines.png")
@@ -135,18 +135,21 @@ def _concurrency_md(c: dict, charts: dict[str, str]) -> list[str]:
         f"Limit: p95 voice-to-voice ≤ {c['limit_p95_voice_to_voice_ms']:g} ms. Most sessions within it: "
         f"**{c['max_sessions_within_limit']}** on {c['cpu_cores']} cores = **{c['sessions_per_core_at_limit']} sessions "
         f"per core**{'' if c['limit_reached'] else ' (the limit was not reached within the sweep)'}.", "",
-        "| sessions | turns | p50 | p95 | p99 | max | refused | playback stalls | server CPU cores used | busiest thread (cores) | GPU % | peak RSS MiB | status |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | --- |",
+        "| sessions | turns | p50 | p95 | p99 | max | refused | playback stalls | server CPU cores used | CPU by stage (cores) | busiest thread (cores) | GPU % | peak RSS MiB | status |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | ---: | --- |",
     ]
     for lv in c["levels"]:
         v, r = lv["voice_to_voice_ms"], lv["resources"]
         lines.append(f"| {lv['sessions']} | {lv['turns']} | {v['p50']} | {v['p95']} | {v['p99']} | {v['max']} | "
                      f"{lv.get('refused', 0)} | {_stalls_md(lv.get('playback_stalls'))} | "
-                     f"{r.get('cpu_cores_used')} | {busiest_summary(r)} | "
+                     f"{r.get('cpu_cores_used')} | {stages_summary(r)} | {busiest_summary(r)} | "
                      f"{r.get('gpu_utilisation_percent', 'n/a')} | "
                      f"{r.get('peak_rss_mib')} | {lv['status']} |")
     lines += ["", "Server CPU: the server process and its children (workers, LLM servers), CPU seconds ÷ wall "
-              "seconds of the level. Busiest thread: the one thread of them that used the most CPU; near 1.0 "
+              "seconds of the level. CPU by stage: the same CPU split by the thread that used it (pool threads "
+              "are named for their lane, a library's own threads for the stage that loaded it; a worker's main "
+              "thread is its event loop; other: the supervisor, helpers). Busiest thread: the one thread of "
+              "them that used the most CPU; near 1.0 "
               "it is a serial lane at its limit (a worker's event loop is its main thread). Refused: sessions "
               "admission turned away (`server_busy`). Playback stalls (full replies only): turns whose audio, "
               "played as it arrived, stopped for want of the next audio after it had begun, and the longest stop.",

@@ -10,7 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from voice_pipeline.bench import corpus as corpus_mod
-from voice_pipeline.bench.procstat import GpuSampler, ProcessMeter, busiest_summary, machine_info, versions
+from voice_pipeline.bench.procstat import (GpuSampler, ProcessMeter, busiest_summary, machine_info, stages_summary,
+                                           versions)
 from voice_pipeline.bench.stats import summarize
 from voice_pipeline.bench.summary import summarize_run
 from voice_pipeline.bench.systems import SYSTEMS, BenchOptions, SystemUnderTest, TurnSample
@@ -159,7 +160,8 @@ async def _level(system: SystemUnderTest, spoken, sessions: int, items_per_sessi
     stalled = sum(1 for s in level if s.playback_gaps_ms)
     progress(f"bench: {label} N={sessions}: {len(level)} turns, p50 {stats['p50']} ms, p95 {stats['p95']} ms "
              f"voice-to-voice, {refused} refused, {stalled} with playback stalls, CPU {resources.get('cpu_cores_used')} cores, "
-             f"GPU {_percent(resources['gpu_utilisation_percent'])}, busiest thread {busiest_summary(resources)} "
+             f"GPU {_percent(resources['gpu_utilisation_percent'])}, by stage {stages_summary(resources)}, "
+             f"busiest thread {busiest_summary(resources)} "
              f"({time.monotonic() - t:.0f} s)")
     key = f"{label}@{sessions}"
     phases["resources"][key] = resources
