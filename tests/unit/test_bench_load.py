@@ -5,6 +5,7 @@ refused by admission, CPU of the server's whole process tree, GPU utilisation fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -121,27 +122,38 @@ def test_the_cpu_of_a_child_process_counts_as_the_servers():
         parent.wait()
 
 
-def test_the_busiest_thread_is_the_one_spinning_not_its_idle_main_thread():
-    spin = ("import threading, time\n"
+@contextlib.contextmanager
+def threads_burning(*burns: tuple[str, float]):
+    """A child process whose threads, each named as given, burn that many CPU seconds and then sleep;
+    yields ProcessMeter's reading over the burn."""
+    spin = ("import ast, sys, threading, time\n"
             "from voice_pipeline.threads import name_native_thread\n"
-            "def burn():\n    name_native_thread('burner')\n    end = time.thread_time() + 0.4\n    while time.thread_time() < end: pass\n    time.sleep(30)\n"
-            "threading.Thread(target=burn).start(); time.sleep(30)\n")
-    child = subprocess.Popen([sys.executable, "-c", spin])
+            "def burn(name, seconds):\n    name_native_thread(name)\n    end = time.thread_time() + seconds\n"
+            "    while time.thread_time() < end: pass\n    time.sleep(30)\n"
+            "for name, seconds in ast.literal_eval(sys.argv[1]):\n"
+            "    threading.Thread(target=burn, args=(name, seconds)).start()\n"
+            "time.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", spin, repr(burns)])
     try:
         meter = ProcessMeter(child.pid)
         meter.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(procstat.thread_cpu_s([child.pid]).values()) < 0.4:
+        deadline, total = time.monotonic() + 30, sum(seconds for _, seconds in burns)
+        while time.monotonic() < deadline and sum(procstat.thread_cpu_s([child.pid]).values()) < total:
             time.sleep(0.05)
-        top, *_ = meter.stop()["busiest_threads"]
-        assert top["pid"] == child.pid and not top["main_thread"] and top["cores"] > 0
-        assert top["thread"] == "burner", "the thread's own name, as the pipeline's pools set theirs"
-        assert procstat.busiest_summary({"busiest_threads": [top]}).startswith(f"{top['cores']} cores (")
-        assert procstat.busiest_summary({"busiest_threads": [top]}).endswith(", burner)")
-        assert procstat.busiest_summary({}) == "n/a"
+        yield child.pid, meter.stop()
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_busiest_thread_is_the_one_spinning_not_its_idle_main_thread():
+    with threads_burning(("burner", 0.4)) as (pid, resources):
+        top, *_ = resources["busiest_threads"]
+    assert top["pid"] == pid and not top["main_thread"] and top["cores"] > 0
+    assert top["thread"] == "burner", "the thread's own name, as the pipeline's pools set theirs"
+    assert procstat.busiest_summary({"busiest_threads": [top]}).startswith(f"{top['cores']} cores (")
+    assert procstat.busiest_summary({"busiest_threads": [top]}).endswith(", burner)")
+    assert procstat.busiest_summary({}) == "n/a"
 
 
 class _Received:
@@ -177,24 +189,8 @@ def test_each_thread_s_cpu_counts_for_its_stage_by_name():
 
 
 def test_cpu_by_stage_sums_the_threads_of_a_stage():
-    spin = ("import threading, time\n"
-            "from voice_pipeline.threads import name_native_thread\n"
-            "def burn(name, s):\n    name_native_thread(name)\n    end = time.thread_time() + s\n"
-            "    while time.thread_time() < end: pass\n    time.sleep(30)\n"
-            "for name, s in (('stt-native_0', 0.2), ('stt-batch_0', 0.2), ('tts_0', 0.2)):\n"
-            "    threading.Thread(target=burn, args=(name, s)).start()\n"
-            "time.sleep(30)\n")
-    child = subprocess.Popen([sys.executable, "-c", spin])
-    try:
-        meter = ProcessMeter(child.pid)
-        meter.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(procstat.thread_cpu_s([child.pid]).values()) < 0.6:
-            time.sleep(0.05)
-        stages = meter.stop()["cpu_by_stage"]
-        assert list(stages)[:2] == ["stt", "tts"] and stages["stt"] > stages["tts"] > 0, stages
-        assert procstat.stages_summary({"cpu_by_stage": stages}).startswith(f"stt {stages['stt']} · tts ")
-        assert procstat.stages_summary({}) == "n/a"
-    finally:
-        child.kill()
-        child.wait()
+    with threads_burning(("stt-native_0", 0.2), ("stt-batch_0", 0.2), ("tts_0", 0.2)) as (_, resources):
+        stages = resources["cpu_by_stage"]
+    assert list(stages)[:2] == ["stt", "tts"] and stages["stt"] > stages["tts"] > 0, stages
+    assert procstat.stages_summary({"cpu_by_stage": stages}).startswith(f"stt {stages['stt']} · tts ")
+    assert procstat.stages_summary({}) == "n/a"
